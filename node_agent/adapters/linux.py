@@ -1,0 +1,83 @@
+"""Linux desktop/server adapter: ``notify-send`` where present, else the log; ``espeak-ng``."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import trio
+
+from ._process import ProcessRunner, run_process, stderr_tail
+from .base import PlatformAdapter, SpeechError
+from .indicator import ConsoleIndicator
+
+log = logging.getLogger("node_agent.adapters.linux")
+
+
+class LinuxNotifier:
+    async def notify(self, title: str, body: str, *, priority: str | None = None) -> str:
+        exe = shutil.which("notify-send")
+        if exe:
+            urgency = {"timeSensitive": "critical", "active": "normal", "passive": "low"}.get(priority or "", "normal")
+            try:
+                with trio.fail_after(5):
+                    result = await trio.run_process([exe, "-u", urgency, "--", title, body],
+                                                    check=False, capture_stdout=True, capture_stderr=True)
+                if result.returncode == 0:
+                    return "notify-send"
+                log.info("notify-send failed (exit %s); logging the notification instead", result.returncode)
+            except (OSError, trio.TooSlowError) as exc:
+                log.info("notify-send unusable (%s); logging the notification instead", type(exc).__name__)
+        log.warning("notification: %s: %s", title, body)
+        return "log"
+
+
+class EspeakSpeech:
+    """``espeak-ng`` with the text on stdin (``--stdin -b 1``: all of it, as UTF-8), so a text
+    that starts with ``-`` is never read as an option and a locale of ``C`` under systemd does
+    not mangle accents. ``wav_out`` writes a WAV file instead of playing (``-w``), for tests and
+    for ``doctor``."""
+
+    def __init__(self, *, executable: str = "espeak-ng", voice: str | None = None, rate_wpm: int | None = None,
+                 wav_out: str | None = None, runner: ProcessRunner = run_process):
+        self.executable = executable
+        self.voice = voice
+        self.rate_wpm = rate_wpm
+        self.wav_out = wav_out
+        self._run = runner
+
+    def argv(self) -> list[str]:
+        argv = [self.executable, "--stdin", "-b", "1"]
+        if self.voice:
+            argv += ["-v", self.voice]
+        if self.rate_wpm:
+            argv += ["-s", str(int(self.rate_wpm))]
+        if self.wav_out:
+            argv += ["-w", self.wav_out]
+        return argv
+
+    async def say(self, text: str) -> None:
+        if not text.strip():
+            return
+        # Generous: ~175 words/min is ~15 chars/s; allow for a slow voice and a busy device.
+        timeout_s = 15.0 + len(text) / 5
+        try:
+            result = await self._run(self.argv(), stdin=text.encode("utf-8"), timeout_s=timeout_s)
+        except FileNotFoundError as exc:
+            raise SpeechError(f"{self.executable} is not installed",
+                              hint="install it: sudo apt-get install espeak-ng") from exc
+        except OSError as exc:
+            raise SpeechError(f"could not start {self.executable}: {exc}") from exc
+        except trio.TooSlowError as exc:
+            raise SpeechError(f"{self.executable} did not finish within {timeout_s:.0f} s") from exc
+        if result.returncode != 0:
+            raise SpeechError(f"{self.executable} failed (exit {result.returncode}): {stderr_tail(result)}",
+                              hint="check the audio output device (aplay -l) or set a voice that exists")
+
+    def __repr__(self) -> str:
+        return f"EspeakSpeech(voice={self.voice!r}, wav_out={self.wav_out!r})"
+
+
+def make_adapter() -> PlatformAdapter:
+    return PlatformAdapter(name="linux", platform="linux", device_family="Linux", notifier=LinuxNotifier(),
+                           speech=EspeakSpeech(), indicator=ConsoleIndicator())

@@ -1,0 +1,131 @@
+"""The ``node.invoke`` command registry and the built-in commands.
+
+A command is an async function ``(params: dict, ctx: CommandContext) -> JSON-able payload``.
+It answers ``ok: false`` by raising :class:`~node_agent.errors.InvokeError`. The registry is
+also the node's declared surface: ``commands`` and ``caps`` in ``connect`` come from it, so a
+command that is not registered is never advertised (and ``system.run``-style commands exist
+only if something registers them on purpose).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from typing import Any, Awaitable, Callable
+
+import attrs
+
+from .. import __version__
+from ..adapters import PlatformAdapter
+from ..errors import InvokeError
+
+
+@attrs.frozen(kw_only=True)
+class CommandContext:
+    adapter: PlatformAdapter
+    device_id: str
+    display_name: str
+    started_at: float  # time.time() of process start
+    status: Callable[[], dict[str, Any]]
+
+
+Handler = Callable[[dict[str, Any], CommandContext], Awaitable[Any]]
+
+
+@attrs.frozen
+class Command:
+    name: str
+    handler: Handler
+    cap: str
+
+
+class CommandRegistry:
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def register(self, name: str, handler: Handler, *, cap: str) -> None:
+        if name in self._commands:
+            raise ValueError(f"command {name!r} registered twice")
+        self._commands[name] = Command(name, handler, cap)
+
+    def get(self, name: str) -> Command | None:
+        return self._commands.get(name)
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        return tuple(sorted(self._commands))
+
+    @property
+    def caps(self) -> tuple[str, ...]:
+        return tuple(sorted({c.cap for c in self._commands.values()}))
+
+    def __repr__(self) -> str:
+        return f"<CommandRegistry {', '.join(self.commands)}>"
+
+
+# --- built-ins ------------------------------------------------------------------------------
+
+
+async def device_info(params: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    uname = os.uname() if hasattr(os, "uname") else None
+    return {
+        "deviceId": ctx.device_id,
+        "displayName": ctx.display_name,
+        "hostname": socket.gethostname(),
+        "platform": ctx.adapter.platform,
+        "deviceFamily": ctx.adapter.device_family,
+        "adapter": ctx.adapter.name,
+        "modelIdentifier": ctx.adapter.model_identifier,
+        "osRelease": uname.release if uname else None,
+        "machine": uname.machine if uname else None,
+        "agent": {"name": "node-agent", "version": __version__},
+        "python": sys.version.split()[0],
+    }
+
+
+async def device_status(params: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    payload: dict[str, Any] = {"uptimeSeconds": round(time.time() - ctx.started_at, 3), **host_stats()}
+    payload["agent"] = ctx.status()
+    return payload
+
+
+async def system_notify(params: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    title, body = params.get("title"), params.get("body")
+    if not isinstance(title, str) or not isinstance(body, str):
+        raise InvokeError("INVALID_REQUEST", "system.notify needs string 'title' and 'body'")
+    priority = params.get("priority")
+    delivered = await ctx.adapter.notifier.notify(title, body,
+                                                  priority=priority if isinstance(priority, str) else None)
+    return {"delivered": True, "via": delivered}
+
+
+def host_stats() -> dict[str, Any]:
+    """Cheap host figures (no subprocess): what ``node.host.stats`` and ``device.status`` report."""
+    stats: dict[str, Any] = {"cpuCount": os.cpu_count()}
+    try:
+        stats["loadAverage"] = list(os.getloadavg())
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if line.split()[1:2]}
+        stats["memory"] = {"totalBytes": info.get("MemTotal"), "availableBytes": info.get("MemAvailable")}
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        usage = shutil.disk_usage(os.path.abspath(os.sep))
+        stats["disk"] = {"totalBytes": usage.total, "freeBytes": usage.free}
+    except OSError:
+        pass
+    return stats
+
+
+def builtin_registry() -> CommandRegistry:
+    registry = CommandRegistry()
+    registry.register("device.info", device_info, cap="device")
+    registry.register("device.status", device_status, cap="device")
+    registry.register("system.notify", system_notify, cap="system")
+    return registry

@@ -1,0 +1,298 @@
+"""One connection to the gateway: a session, a transport, and the tasks that serve them.
+
+:meth:`Connection.run` owns one nursery for the life of one WebSocket. The main task reads
+frames and carries out the session's actions; beside it run the liveness watchdog (the
+session's ``deadline()``), the WebSocket keepalive, the presence heartbeat once ready, and one
+task per running ``node.invoke``. When the connection ends, for whatever reason, the nursery is
+cancelled (so nothing outlives its socket) and ``run`` returns the typed error that ended it.
+
+Invoke contract: every ``node.invoke.request`` gets exactly one ``node.invoke.result``. The
+handler runs under the request's ``timeoutMs`` (minus a margin so our answer beats the
+gateway's own timeout); on timeout, cancel or a crash it is answered with ``ok: false``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any, Callable, Protocol
+
+import trio
+
+from ..errors import ConnectionLost, InvokeError, NodeAgentError, RemoteProtocolError, Retry
+from ..protocol import (
+    Action,
+    CancelInvoke,
+    Close,
+    Dispatch,
+    Event,
+    ForgetDeviceToken,
+    HelloOk,
+    LogProblem,
+    NodeInvokeRequest,
+    PairingPending,
+    Ready,
+    Response,
+    ResponseReceived,
+    Send,
+    Session,
+    StoreDeviceToken,
+)
+from ..secret import Secret
+from .commands import CommandContext, CommandRegistry
+
+log = logging.getLogger("node_agent.connection")
+
+#: Answer this long before the gateway's own invoke deadline, so the result is not "late".
+INVOKE_MARGIN_S = 0.25
+
+
+class ConnectionHooks(Protocol):
+    """What the supervisor does with a connection's news. All hooks must return promptly."""
+
+    async def on_ready(self, conn: "Connection", hello: HelloOk) -> None: ...
+
+    async def on_store_token(self, token: Secret) -> None: ...
+
+    async def on_forget_token(self) -> None: ...
+
+    async def on_pairing_pending(self, pending: PairingPending) -> None: ...
+
+    async def on_event(self, conn: "Connection", event: Event) -> None: ...
+
+
+class GatewayCallError(NodeAgentError):
+    """A request we made after hello-ok was answered with ``ok: false``."""
+
+    def __init__(self, method: str, code: str, message: str, detail_code: str | None):
+        super().__init__(f"{method} refused: {code}{'/' + detail_code if detail_code else ''}: {message}")
+        self.method, self.code, self.detail_code = method, code, detail_code
+
+
+class Connection:
+    def __init__(self, session: Session, transport: Any, hooks: ConnectionHooks, registry: CommandRegistry,
+                 command_context: Callable[[], CommandContext], *, ping_interval: float | None = 20.0,
+                 ping_timeout: float = 10.0):
+        self.session = session
+        self._transport = transport
+        self._hooks = hooks
+        self._registry = registry
+        self._command_context = command_context
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._send_lock = trio.Lock()
+        self._waiters: dict[str, tuple[trio.Event, list[Response]]] = {}
+        self._invokes: dict[str, trio.CancelScope] = {}
+        self._cancelled_invokes: set[str] = set()
+        self._deadline_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._ending: NodeAgentError | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.session!r} invokes={len(self._invokes)}>"
+
+    # -- public, for hooks and handlers -------------------------------------------------------------
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self._nursery is not None, "connection not running"
+        return self._nursery
+
+    async def call(self, method: str, params: Any = None, *, timeout: float = 15.0) -> Any:
+        """Make a request and wait for its answer. Raises GatewayCallError on ``ok: false``."""
+        rid, actions = self.session.request(method, params)
+        return await self._await_response(method, rid, actions, timeout)
+
+    async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
+        rid, actions = self.session.node_event(event, payload)
+        return await self._await_response("node.event", rid, actions, timeout)
+
+    # -- the run loop -----------------------------------------------------------------------------
+
+    async def run(self, first_frame: str | bytes | None = None) -> NodeAgentError:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._guarded, self._watchdog)
+            if self._ping_interval and hasattr(self._transport, "ping"):
+                nursery.start_soon(self._guarded, self._keepalive)
+            await self._guarded(self._read_loop, first_frame)
+            nursery.cancel_scope.cancel()
+        assert self._ending is not None
+        for event, _slot in self._waiters.values():
+            event.set()  # waiters see an empty slot and raise ConnectionLost
+        self._waiters.clear()
+        return self._ending
+
+    async def _read_loop(self, first_frame: str | bytes | None) -> None:
+        await self._perform(self.session.start(trio.current_time()))
+        if first_frame is not None:
+            await self._perform(self.session.receive_data(first_frame, trio.current_time()))
+        while self._ending is None:
+            data = await self._transport.receive()
+            await self._perform(self.session.receive_data(data, trio.current_time()))
+
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a connection task; whatever ends it ends the whole connection, typed once."""
+        try:
+            await fn(*args)
+        except ConnectionLost as exc:
+            error = self.session.connection_closed(exc.close_code, exc.close_reason)
+            if exc.close_code is None and isinstance(error, ConnectionLost) and error.close_code is None \
+                    and error.retry is Retry.TRANSIENT:
+                error = exc  # the transport's message is more specific (ping timeout, broken pipe)
+            self._end(error)
+        except RemoteProtocolError as exc:
+            self.session.connection_closed(1009, None)
+            self._end(exc)
+
+    def _end(self, error: NodeAgentError) -> None:
+        if self._ending is None:
+            self._ending = error
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _watchdog(self) -> None:
+        while True:
+            deadline = self.session.deadline()
+            with trio.move_on_at(deadline if deadline is not None else math.inf):
+                await self._deadline_changed.wait()
+                self._deadline_changed = trio.Event()
+                continue
+            await self._perform(self.session.on_timer(trio.current_time()))
+
+    async def _keepalive(self) -> None:
+        from ..transport import keepalive
+
+        try:
+            await keepalive(self._transport, interval=self._ping_interval or 20.0, timeout=self._ping_timeout)
+        except ConnectionLost as exc:
+            log.warning("%s; reconnecting", exc.message)
+            await self._perform([Close(4000, "ping timeout", exc)])
+
+    # -- carrying out actions -----------------------------------------------------------------------
+
+    async def _perform(self, actions: list[Action]) -> None:
+        self._deadline_changed.set()  # any input may move the session's deadline
+        for action in actions:
+            if isinstance(action, Send):
+                async with self._send_lock:
+                    await self._transport.send(action.data)
+            elif isinstance(action, Dispatch):
+                await self._dispatch(action.event)
+            elif isinstance(action, ResponseReceived):
+                waiter = self._waiters.pop(action.response.id, None)
+                if waiter is not None:
+                    waiter[1].append(action.response)
+                    waiter[0].set()
+                elif not action.response.ok and action.response.error is not None:
+                    log.info("%s answered late with %s", action.method, action.response.error.code)
+            elif isinstance(action, CancelInvoke):
+                scope = self._invokes.get(action.invoke_id)
+                if scope is not None:
+                    self._cancelled_invokes.add(action.invoke_id)
+                    scope.cancel()
+            elif isinstance(action, Ready):
+                await self._hooks.on_ready(self, action.hello)
+            elif isinstance(action, StoreDeviceToken):
+                await self._hooks.on_store_token(action.token)
+            elif isinstance(action, ForgetDeviceToken):
+                await self._hooks.on_forget_token()
+            elif isinstance(action, PairingPending):
+                await self._hooks.on_pairing_pending(action)
+            elif isinstance(action, LogProblem):
+                log.warning("%s", action.message)
+            elif isinstance(action, Close):
+                if self._ending is None:
+                    self._ending = action.error or ConnectionLost(f"closed by us ({action.reason})",
+                                                                  close_code=action.code)
+                with trio.move_on_after(2) as scope:
+                    scope.shield = True
+                    await self._transport.aclose(action.code, action.reason)
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+
+    async def _dispatch(self, event: Event) -> None:
+        body = event.body
+        if isinstance(body, NodeInvokeRequest):
+            self.nursery.start_soon(self._run_invoke, body)
+            return
+        try:
+            await self._hooks.on_event(self, event)
+        except Exception:  # a handler bug must not take the connection down
+            log.exception("handler for %s failed", event.name)
+
+    async def _await_response(self, method: str, rid: str, actions: list[Action], timeout: float) -> Any:
+        done, slot = trio.Event(), []
+        self._waiters[rid] = (done, slot)
+        try:
+            await self._perform(actions)
+            with trio.fail_after(timeout):
+                await done.wait()
+        except trio.TooSlowError:
+            raise ConnectionLost(f"{method}: no answer within {timeout:g} s") from None
+        finally:
+            self._waiters.pop(rid, None)
+        if not slot:
+            raise ConnectionLost(f"{method}: connection ended before the answer")
+        response = slot[0]
+        if response.ok:
+            return response.payload
+        error = response.error
+        assert error is not None
+        raise GatewayCallError(method, error.code, error.message, error.detail_code)
+
+    # -- node.invoke --------------------------------------------------------------------------------
+
+    async def _run_invoke(self, request: NodeInvokeRequest) -> None:
+        started = trio.current_time()
+        command = self._registry.get(request.command)
+        ok, payload, code, message = False, None, "UNAVAILABLE", ""
+        budget = (request.timeout_ms / 1000 - INVOKE_MARGIN_S) if request.timeout_ms else 30.0
+        with trio.CancelScope() as scope:
+            self._invokes[request.id] = scope
+            try:
+                if command is None:
+                    code, message = "UNAVAILABLE", f"command not supported: {request.command}"
+                else:
+                    params = _invoke_params(request)
+                    with trio.fail_after(max(budget, 0.05)):
+                        payload = await command.handler(params, self._command_context())
+                    ok = True
+            except InvokeError as exc:
+                code, message = exc.code, exc.message
+            except trio.TooSlowError:
+                code, message = "TIMEOUT", f"{request.command} did not finish within {budget:.2f} s"
+            except Exception as exc:  # the gateway must hear back even when a handler has a bug
+                log.exception("command %s failed", request.command)
+                code, message = "INTERNAL_ERROR", f"{request.command} failed: {type(exc).__name__}"
+        self._invokes.pop(request.id, None)
+        if scope.cancelled_caught or request.id in self._cancelled_invokes:
+            self._cancelled_invokes.discard(request.id)
+            ok, code, message = False, "CANCELLED", "cancelled by the gateway"
+        log.info("invoke %s %s in %.0f ms", request.command, "ok" if ok else code,
+                 (trio.current_time() - started) * 1000)
+        try:
+            if ok:
+                _rid, actions = self.session.invoke_result(request.id, ok=True, payload=payload)
+            else:
+                _rid, actions = self.session.invoke_result(request.id, ok=False, error_code=code,
+                                                           error_message=message)
+            await self._perform(actions)
+        except NodeAgentError as exc:
+            log.info("could not answer invoke %s: %s", request.command, exc.message)
+
+
+def _invoke_params(request: NodeInvokeRequest) -> dict[str, Any]:
+    if request.params_json:
+        try:
+            value = json.loads(request.params_json)
+        except ValueError:
+            raise InvokeError("INVALID_REQUEST", "paramsJSON is not valid JSON") from None
+    else:
+        value = request.params
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvokeError("INVALID_REQUEST", "params must be a JSON object")
+    return value

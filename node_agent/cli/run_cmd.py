@@ -1,0 +1,170 @@
+"""``node-agent run`` (the daemon) and ``node-agent pair`` (the same agent, until approved).
+
+This is the composition root: it opens the secret store, loads or creates the identity, picks
+the platform adapter, builds the :class:`~node_agent.agent.supervisor.Agent`, and owns process
+concerns: signals (first SIGTERM/SIGINT closes the socket cleanly and exits 0; a second one
+exits at once), systemd notification, and the terminal output of ``pair``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from typing import Callable
+
+import trio
+
+from ..config import Config
+from ..logs import register_secret, setup_logging
+from .options import config_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    pair_mode = args.command == "pair"
+    setup = None
+    overrides: dict[str, object] = {}
+    if pair_mode and getattr(args, "setup_code", None):
+        from ..setup_code import decode_setup_code
+
+        setup = decode_setup_code(args.setup_code)
+        if args.gateway is None:
+            overrides["gateway_url"] = setup.url
+        if setup.tls_fingerprint and args.tls_fingerprint is None:
+            overrides["tls_fingerprint"] = setup.tls_fingerprint
+    config = config_from_args(args, **overrides)
+    setup_logging(config.log_level)
+    if setup is not None:
+        register_secret(setup.bootstrap_token)
+        if setup.expired():
+            from ..errors import ConfigError
+
+            raise ConfigError("the setup code has expired", hint="ask the gateway for a new one (`openclaw qr`)")
+    out = _printer() if pair_mode else None
+    return trio.run(serve, config, pair_mode, setup.bootstrap_token if setup else None,
+                    getattr(args, "timeout", None), out)
+
+
+def _printer() -> Callable[[str], None]:
+    def out(text: str) -> None:
+        if text.startswith("Pairing code: "):
+            code = text.split("\n", 1)[0].removeprefix("Pairing code: ").strip()
+            print(big_digits(code), flush=True)
+        print(text, flush=True)
+
+    return out
+
+
+async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout: float | None = None,
+                out: Callable[[str], None] | None = None, *, ready: Callable[[object], None] | None = None) -> int:
+    from ..adapters import select_adapter
+    from ..agent.status import StatusBoard
+    from ..agent.supervisor import EXIT_OK, Agent
+    from ..identity import load_or_create
+    from ..secrets import open_store
+
+    register_secret(config.shared_token)
+    register_secret(config.password)
+    adapter = select_adapter(config.adapter)
+    store = await open_store(config.state_dir, backend=config.secret_backend, timeout=config.secret_timeout)
+    identity, record = await load_or_create(config.state_dir, store, platform=adapter.platform,
+                                            device_family=adapter.device_family)
+    register_secret(identity.private_secret())
+    if (record.platform, record.device_family) != (adapter.platform, adapter.device_family):
+        # The gateway pinned what we sent at pairing; changing it would ask for re-approval.
+        import logging
+
+        logging.getLogger("node_agent").warning(
+            "adapter %s reports platform %s/%s but this identity was paired as %s/%s; keeping the paired values",
+            adapter.name, adapter.platform, adapter.device_family, record.platform, record.device_family)
+    status = StatusBoard(config.state_dir, mode="pair" if pair_mode else "run")
+    notifier = _sd_notifier(status)
+    agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
+                  bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out)
+    if pair_mode and out is not None:
+        out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
+            f"  device id: {identity.fingerprint} ({identity.device_id})\n"
+            f"  secrets:   {store.name} store")
+    if ready is not None:
+        ready(agent)
+    code = EXIT_OK
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_signals, agent)
+        if notifier is not None:
+            nursery.start_soon(notifier.watchdog_loop)
+            notifier.notify(READY="1", STATUS="starting")
+        if timeout is not None:
+            with trio.move_on_after(timeout) as scope:
+                code = await agent.run()
+            if scope.cancelled_caught:
+                status.close(state="stopped")
+                if out is not None:
+                    out(f"not paired within {timeout:g} s; run `node-agent pair` again after approving")
+                code = 1
+        else:
+            code = await agent.run()
+        if notifier is not None:
+            notifier.notify(STOPPING="1")
+        nursery.cancel_scope.cancel()
+    if pair_mode and out is not None and code == EXIT_OK and status.get("surface") == "approved":
+        out("paired: this device is an approved node. Start the service or run `node-agent run`.")
+    return code
+
+
+def _sd_notifier(status):
+    try:
+        from ..service.sd_notify import SdNotify
+    except ImportError:
+        return None
+    notifier = SdNotify.from_env()
+    if notifier is None:
+        return None
+
+    def push(snapshot: dict) -> None:
+        notifier.notify(STATUS=describe_status(snapshot))
+
+    status.subscribe(push)
+    return notifier
+
+
+def describe_status(snapshot: dict) -> str:
+    state = snapshot.get("state", "?")
+    if state == "pairing":
+        pairing = snapshot.get("pairing") or {}
+        if pairing.get("code"):
+            return f"pairing: enter code {pairing['code']} on the gateway"
+        return f"pairing: waiting for approval (request {pairing.get('requestId') or '?'})"
+    if state == "connected":
+        surface = " (commands awaiting approval)" if snapshot.get("surface") == "pending" else ""
+        return f"connected to {snapshot.get('gateway')}{surface}"
+    if state == "waiting":
+        return f"disconnected: {snapshot.get('lastError')}; retry in {snapshot.get('retryInSeconds')} s"
+    return str(state)
+
+
+async def _signals(agent) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        stopping = False
+        async for _sig in signals:
+            if stopping:
+                os._exit(1)  # second signal: the person means it
+            stopping = True
+            agent.request_stop()
+
+
+_DIGITS = {
+    "0": [" _ ", "| |", "|_|"], "1": ["   ", "  |", "  |"], "2": [" _ ", " _|", "|_ "], "3": [" _ ", " _|", " _|"],
+    "4": ["   ", "|_|", "  |"], "5": [" _ ", "|_ ", " _|"], "6": [" _ ", "|_ ", "|_|"], "7": [" _ ", "  |", "  |"],
+    "8": [" _ ", "|_|", "|_|"], "9": [" _ ", "|_|", " _|"],
+}
+
+
+def big_digits(code: str) -> str:
+    """A pairing code in seven-segment digits, doubled in width, readable across a room."""
+    rows = ["", "", ""]
+    for ch in code:
+        glyph = _DIGITS.get(ch, [" ", ch, " "])
+        for i in range(3):
+            rows[i] += "".join(c * 2 for c in glyph) + "  "
+    return "\n".join("    " + row.rstrip() for row in rows)
+

@@ -1,0 +1,260 @@
+"""Configuration: a TOML file, then the environment, then command-line flags (each overrides the last).
+
+Strict where a person typed it: an unknown key in the TOML file is an error (a typo should not
+silently do nothing). Secrets never come from a flag value (it would show in ``ps`` and shell
+history): the shared token comes from ``OPENCLAW_GATEWAY_TOKEN`` or a token file.
+
+Plain ``ws://`` is refused unless the host is loopback, a private/link-local/CGNAT address,
+``*.local`` or ``*.ts.net`` (the same rule as OpenClaw's own clients), or the user explicitly
+allows it: a device token sent in clear over the internet is a stolen device.
+
+Example ``config.toml``::
+
+    [gateway]
+    url = "wss://gateway.example:18789"
+    token_file = "/etc/node-agent/token"
+    protocol = "openclaw"          # or "jsonrpc", "auto"
+    tls_fingerprint = "ab:cd:..."  # optional pin
+
+    [node]
+    display_name = "kitchen-pi"
+    adapter = "pi"                 # linux | pi | macos | windows (default: detected)
+
+    [secrets]
+    backend = "auto"               # auto | keyring | file | memory
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import ConfigError
+from .secret import Secret
+
+DEFAULT_GATEWAY_URL = "ws://127.0.0.1:18789"
+PROTOCOLS = ("openclaw", "jsonrpc", "auto")
+SECRET_BACKENDS = ("auto", "keyring", "file", "memory")
+ADAPTERS = ("linux", "pi", "macos", "windows")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    gateway_url_source: str = "default"  # "default" | "file" | "env" | "flag" | "setup-code"
+    shared_token: Secret | None = attrs.field(default=None, repr=False)
+    password: Secret | None = attrs.field(default=None, repr=False)
+    token_file: Path | None = None
+    protocol: str = "openclaw"
+    allow_insecure_ws: bool = False
+    tls_ca_file: str | None = None
+    tls_fingerprint: str | None = None
+    display_name: str = attrs.field(factory=socket.gethostname)
+    adapter: str | None = None
+    state_dir: Path = attrs.field(factory=lambda: default_state_dir())
+    config_file: Path | None = None
+    secret_backend: str = "auto"
+    secret_timeout: float = 3.0
+    heartbeat_interval: float = 60.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 10.0
+    log_level: str = "info"
+    voice: dict[str, Any] = attrs.field(factory=dict)
+
+
+def default_state_dir() -> Path:
+    # Under systemd, StateDirectory= hands us $STATE_DIRECTORY; HOME may mean nothing there.
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("node-agent", appauthor=False))
+
+
+def default_config_file() -> Path:
+    if os.environ.get("CONFIGURATION_DIRECTORY"):
+        return Path(os.environ["CONFIGURATION_DIRECTORY"].split(":")[0]) / "config.toml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("node-agent", appauthor=False)) / "config.toml"
+
+
+# TOML schema: section -> key -> (Config field, type)
+_SCHEMA: dict[str, dict[str, tuple[str, type]]] = {
+    "gateway": {"url": ("gateway_url", str), "token_file": ("token_file", str), "protocol": ("protocol", str),
+                "allow_insecure_ws": ("allow_insecure_ws", bool), "tls_ca_file": ("tls_ca_file", str),
+                "tls_fingerprint": ("tls_fingerprint", str), "ping_interval": ("ping_interval", float),
+                "ping_timeout": ("ping_timeout", float)},
+    "node": {"display_name": ("display_name", str), "adapter": ("adapter", str), "state_dir": ("state_dir", str),
+             "heartbeat_interval": ("heartbeat_interval", float)},
+    "secrets": {"backend": ("secret_backend", str), "timeout": ("secret_timeout", float)},
+    "log": {"level": ("log_level", str)},
+}
+
+_ENV: dict[str, tuple[str, type]] = {
+    "OPENCLAW_GATEWAY_URL": ("gateway_url", str),
+    "NODE_AGENT_TOKEN_FILE": ("token_file", str),
+    "NODE_AGENT_PROTOCOL": ("protocol", str),
+    "NODE_AGENT_ALLOW_INSECURE_WS": ("allow_insecure_ws", bool),
+    "NODE_AGENT_TLS_CA_FILE": ("tls_ca_file", str),
+    "NODE_AGENT_TLS_FINGERPRINT": ("tls_fingerprint", str),
+    "NODE_AGENT_DISPLAY_NAME": ("display_name", str),
+    "NODE_AGENT_ADAPTER": ("adapter", str),
+    "NODE_AGENT_STATE_DIR": ("state_dir", str),
+    "NODE_AGENT_SECRET_BACKEND": ("secret_backend", str),
+    "NODE_AGENT_LOG_LEVEL": ("log_level", str),
+}
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not number > 0:
+            raise ConfigError(f"{where}: must be positive")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (settings, voice table) from a TOML file; raise ConfigError with the line on errors."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8") from None
+    settings: dict[str, Any] = {}
+    voice: dict[str, Any] = {}
+    for section, table in data.items():
+        if section == "voice":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [voice] must be a table")
+            voice = dict(table)
+            continue
+        schema = _SCHEMA.get(section)
+        if schema is None or not isinstance(table, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join([*_SCHEMA, 'voice'])})")
+        for key, value in table.items():
+            if key not in schema:
+                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(schema)})")
+            field, kind = schema[key]
+            settings[field] = _coerce(value, kind, f"{path}: {section}.{key}")
+    return settings, voice
+
+
+def load_config(*, config_file: Path | None = None, env: Mapping[str, str] | None = None,
+                flags: Mapping[str, Any] | None = None) -> Config:
+    """Merge defaults < TOML < environment < flags and validate the result."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    settings: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    voice: dict[str, Any] = {}
+
+    explicit = config_file or (Path(env["NODE_AGENT_CONFIG"]) if env.get("NODE_AGENT_CONFIG") else None)
+    path = explicit or default_config_file()
+    if explicit is not None or path.exists():
+        file_settings, voice = read_toml(path)
+        settings.update(file_settings)
+        sources.update({k: "file" for k in file_settings})
+        settings["config_file"] = path
+    for name, (field, kind) in _ENV.items():
+        if env.get(name):
+            settings[field] = _coerce(env[name], kind, f"${name}")
+            sources[field] = "env"
+    for field, value in flags.items():
+        settings[field] = value
+        sources[field] = "flag"
+
+    if "gateway_url" in settings:
+        settings["gateway_url_source"] = sources.get("gateway_url", "default")
+    for key in ("state_dir", "token_file"):
+        if isinstance(settings.get(key), str):
+            settings[key] = Path(settings[key]).expanduser()
+    if settings.get("token_file") is not None:
+        settings["shared_token"] = read_token_file(settings["token_file"])
+    elif env.get("OPENCLAW_GATEWAY_TOKEN"):
+        settings["shared_token"] = Secret(env["OPENCLAW_GATEWAY_TOKEN"].strip())
+    if env.get("OPENCLAW_GATEWAY_PASSWORD"):
+        settings["password"] = Secret(env["OPENCLAW_GATEWAY_PASSWORD"])
+    settings["voice"] = voice
+    try:
+        config = Config(**settings)
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration: {exc}") from None
+    validate(config)
+    return config
+
+
+def read_token_file(path: Path) -> Secret:
+    try:
+        text = path.read_text("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"token file {path} is empty")
+    return Secret(text)
+
+
+def validate(config: Config) -> None:
+    if config.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {config.protocol!r}")
+    if config.secret_backend not in SECRET_BACKENDS:
+        raise ConfigError(f"secrets backend must be one of {', '.join(SECRET_BACKENDS)}, got {config.secret_backend!r}")
+    if config.adapter is not None and config.adapter not in ADAPTERS:
+        raise ConfigError(f"adapter must be one of {', '.join(ADAPTERS)}, got {config.adapter!r}")
+    check_gateway_url(config.gateway_url, allow_insecure=config.allow_insecure_ws)
+
+
+def check_gateway_url(url: str, *, allow_insecure: bool = False) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ConfigError(f"gateway URL must start with ws:// or wss://, got {url!r}")
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"gateway URL has a bad port: {url!r}") from None
+    if not host:
+        raise ConfigError(f"gateway URL has no host: {url!r}")
+    if parts.scheme == "ws" and not allow_insecure and not is_private_host(host):
+        raise ConfigError(
+            f"refusing plain ws:// to {host}: tokens would cross the internet unencrypted",
+            hint="use wss:// (TLS), or set gateway.allow_insecure_ws = true if this network is really private")
+
+
+def is_private_host(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost") or name.endswith(".local") or name.endswith(".ts.net"):
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a public-looking name: we will not resolve DNS to decide
+    if addr.is_loopback or addr.is_private or addr.is_link_local:
+        return True
+    return isinstance(addr, ipaddress.IPv4Address) and addr in ipaddress.ip_network("100.64.0.0/10")
