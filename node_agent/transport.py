@@ -153,13 +153,20 @@ async def open_transport(url: str, *, connect_timeout: float = 10.0, ca_file: st
             nursery.cancel_scope.cancel()
 
 
+class PingTimeout(ConnectionLost):
+    """No pong came back: the link is dead even though TCP has not noticed."""
+
+
 async def keepalive(transport: WebSocketTransport, *, interval: float = 20.0, timeout: float = 10.0) -> None:
-    """Ping every ``interval``; a pong that does not come within ``timeout`` means a dead link
-    (a half-open TCP connection never errors on its own)."""
+    """Ping every ``interval``; a pong that does not come within ``timeout`` raises
+    :class:`PingTimeout` (a half-open TCP connection never errors on its own). Returns quietly if
+    the socket closes: the reader sees that close and reports it with its real code."""
     while True:
         await trio.sleep(interval)
         try:
             with trio.fail_after(timeout):
                 await transport.ping()
         except trio.TooSlowError:
-            raise ConnectionLost(f"no pong within {timeout:g} s (link is dead)") from None
+            raise PingTimeout(f"no pong within {timeout:g} s (link is dead)") from None
+        except ConnectionLost:
+            return

@@ -104,6 +104,15 @@ class Connection:
         rid, actions = self.session.request(method, params)
         return await self._await_response(method, rid, actions, timeout)
 
+    def close_soon(self, code: int = 1000, reason: str = "node stopping") -> bool:
+        """Start a clean close (close frame, wait for the gateway's reply) while the socket's
+        reader is still alive. Returns False if the connection is not running any more."""
+        if self._nursery is None or self._ending is not None:
+            return False
+        self._nursery.start_soon(self._perform, [Close(code, reason, ConnectionLost(f"closed by us ({reason})",
+                                                                                    close_code=code))])
+        return True
+
     async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
         rid, actions = self.session.node_event(event, payload)
         return await self._await_response("node.event", rid, actions, timeout)
@@ -162,11 +171,11 @@ class Connection:
             await self._perform(self.session.on_timer(trio.current_time()))
 
     async def _keepalive(self) -> None:
-        from ..transport import keepalive
+        from ..transport import PingTimeout, keepalive
 
         try:
             await keepalive(self._transport, interval=self._ping_interval or 20.0, timeout=self._ping_timeout)
-        except ConnectionLost as exc:
+        except PingTimeout as exc:
             log.warning("%s; reconnecting", exc.message)
             await self._perform([Close(4000, "ping timeout", exc)])
 

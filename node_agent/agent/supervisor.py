@@ -53,6 +53,9 @@ log = logging.getLogger("node_agent.agent")
 EXIT_OK = 0
 EXIT_FATAL = 78  # EX_CONFIG: a person must change something; restarting will not help
 
+#: A clean stop waits this long for the gateway to answer our close frame, then just exits.
+STOP_GRACE_S = 1.5
+
 #: How long ``--protocol auto`` waits for the gateway to speak first (OpenClaw does at once).
 AUTODETECT_WINDOW_S = 0.75
 
@@ -105,6 +108,8 @@ class Agent:
         self._surface_hint_shown = False
         self._paired = trio.Event()
         self._stop_scope = trio.CancelScope()
+        self._stopping = False
+        self._conn: Connection | None = None
         self._started_at = time.time()
         self.connections = 0
         self.status.update(state="starting", gateway=config.gateway_url, deviceId=identity.device_id,
@@ -117,8 +122,14 @@ class Agent:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Leave :meth:`run` soon: the open socket is closed with a proper close frame."""
-        self._stop_scope.cancel()
+        """Leave :meth:`run` soon. An open socket is closed with a proper close frame first:
+        cancelling right away would also cancel the WebSocket's reader, and then the gateway's
+        close reply could never arrive. :data:`STOP_GRACE_S` bounds the wait either way."""
+        self._stopping = True
+        if self._conn is not None and self._conn.close_soon(1000, "node stopping"):
+            self._stop_scope.deadline = min(self._stop_scope.deadline, trio.current_time() + STOP_GRACE_S)
+        else:
+            self._stop_scope.cancel()
 
     async def run(self) -> int:
         """Connect and stay connected. Returns an exit status (0, or 78 for a fatal error)."""
@@ -129,7 +140,7 @@ class Agent:
                 self._token_loaded = True
             while True:
                 error = await self._attempt()
-                if self._paired.is_set():
+                if self._stopping or self._paired.is_set():
                     break
                 now = trio.current_time()
                 if isinstance(error, SignatureRejected):
@@ -159,7 +170,11 @@ class Agent:
                 conn = Connection(session, transport, self, self.registry, self._command_context,
                                   ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout)
                 self.connections += 1
-                error = await conn.run(first)
+                self._conn = conn
+                try:
+                    error = await conn.run(first)
+                finally:
+                    self._conn = None
                 was_ready = session.hello is not None
         except NodeAgentError as exc:
             error = exc
@@ -288,7 +303,8 @@ class Agent:
         elif isinstance(body, VoiceWakeChanged):
             self.status.update(voiceWakeTriggers=list(body.triggers))
         elif isinstance(body, NodePairResolved):
-            if body.approved and body.token is None:
+            mine = body.node_id in (None, self.identity.device_id, conn.session.hello and conn.session.hello.node_id)
+            if body.approved and body.token is None and mine:
                 log.info("the gateway approved this node's commands")
                 conn.nursery.start_soon(self._send_presence, conn, "manual")
         elif isinstance(body, UnknownEvent):
@@ -325,7 +341,7 @@ class Agent:
                 self._on_message("node commands approved: this node is fully paired")
         if self._exit_when_paired:
             self._paired.set()
-            self._stop_scope.cancel()
+            self.request_stop()
             return
         try:
             await conn.node_event("node.host.stats", host_stats())

@@ -39,6 +39,8 @@ from .models import (
     VoiceWakeChanged,
 )
 from .openclaw import OpenClawDialect
+from .jsonrpc import JsonRpcDialect, JsonRpcHandshake
+from .autodetect import DETECT_WINDOW_S, choose_dialect, get_dialect
 from .session import Session, State
 
 __all__ = [name for name in dir() if not name.startswith("_")]

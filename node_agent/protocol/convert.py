@@ -53,12 +53,20 @@ def _structure_bool(value: Any, _type: type) -> bool:
     return value
 
 
+def _structure_str_tuple(value: Any, _type: type) -> tuple[str, ...]:
+    # A bare string is iterable; without this check "openclaw" would become ('o', 'p', ...).
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
 def make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_structure_hook(Secret, _structure_secret)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
     conv.register_unstructure_hook(Secret, lambda s: s.reveal())
 
     def camel_structure(cls: type) -> Any:

@@ -200,3 +200,6 @@ class HelloOk:
     #: The raw snapshot (presence, health, session defaults): kept as a dict, it grows by version.
     snapshot: dict[str, Any] = attrs.field(factory=dict, repr=False)
     auth_method: str | None = None
+    #: The gateway's id for this node when it tells us one (the documented dialect's
+    #: ``node.pair.resolved {nodeId}``); OpenClaw derives it from the device id instead.
+    node_id: str | None = None

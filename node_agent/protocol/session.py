@@ -201,6 +201,10 @@ class Session:
     # -- internals -----------------------------------------------------------------------------
 
     def _node_id(self) -> str:
+        # A documented-dialect gateway names the node in its connect response; OpenClaw uses the
+        # device id (hello.node_id is None there).
+        if self.hello is not None and self.hello.node_id:
+            return self.hello.node_id
         signer = self.inputs.signer
         return signer.device_id if signer is not None else self.inputs.client.id
 

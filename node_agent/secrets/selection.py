@@ -1,0 +1,153 @@
+"""Choosing a secret store once, and choosing the same one on every later start.
+
+The device identity is created on the first start and must be found on every start after.
+With ``backend="auto"`` the choice is therefore made once and written to a marker file,
+``<state_dir>/secret-backend`` (``keyring`` or ``file``); later starts obey the marker and
+never probe again. Without that, a keyring that is up on Monday and down on Tuesday would
+send Tuesday's start to an empty file, and the agent would make itself a new identity.
+
+Rules, in order, for ``auto``:
+
+1. Marker ``file``: the file store, no probe.
+2. Marker ``keyring``: the keyring if it answers a probe in time; otherwise
+   :class:`~node_agent.errors.SecretStoreError` (``TRANSIENT``). Never a silent fall-back:
+   the identity is in the keyring, and the file does not have it.
+3. No marker, but ``secrets.json`` exists (an earlier explicit ``file`` run): the file store.
+4. No marker: probe the keyring (one harmless read under the timeout). If it answers, the
+   keyring; if it is missing, raises or hangs, the file store plus one log line saying why.
+
+The marker is written at selection time, before any secret is stored, rather than lazily
+on the first write. Lazily would need a wrapper around every store and would order two writes
+in different places (the secret, then the marker): a crash or a full disk between them would
+leave a secret in the keyring with no marker pointing at it, which is exactly the loss the
+marker exists to prevent. Writing first fails early and cleanly. The cost is that a keyring
+chosen on a start that stores nothing is still remembered; a person can delete the marker.
+
+Keyring entries are namespaced per state directory (:func:`keyring_service`), so two agents,
+or two test runs, on one account never see each other's secrets.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..errors import ConfigError, Retry, SecretStoreError
+from ._atomic import atomic_write
+from .base import SecretStore
+from .file_store import FileStore
+from .keyring_store import KeyringStore
+from .memory_store import MemoryStore
+
+log = logging.getLogger(__name__)
+
+SECRETS_FILE = "secrets.json"
+MARKER_FILE = "secret-backend"
+BACKENDS = ("auto", "keyring", "file", "memory")
+_MARKED = ("keyring", "file")
+
+
+def keyring_service(state_dir: Path) -> str:
+    """The keyring "service" for one state directory: stable across starts, unique per dir."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode("utf-8")).hexdigest()
+    return f"node-agent:{digest[:12]}"
+
+
+async def open_store(state_dir: Path, *, backend: str = "auto", timeout: float = 3.0,
+                     keyring_backend: Any | None = None) -> SecretStore:
+    """Open the secret store for ``state_dir`` (see the module docstring for ``auto``).
+
+    ``keyring_backend`` replaces the process-wide keyring (tests, or a caller that already
+    picked one). Raises :class:`SecretStoreError` when the chosen store cannot be used and
+    :class:`ConfigError` for an unknown ``backend``.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown secret backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "memory":
+        return MemoryStore()
+    state_dir = await trio.to_thread.run_sync(_prepare, Path(state_dir))
+    file_store = FileStore(state_dir / SECRETS_FILE)
+    if backend == "file":
+        return file_store
+    keyring_store = KeyringStore(keyring_service(state_dir), timeout, keyring_backend)
+    if backend == "keyring":
+        await keyring_store.probe()
+        return keyring_store
+    return await _auto(state_dir, file_store, keyring_store)
+
+
+async def _auto(state_dir: Path, file_store: FileStore, keyring_store: KeyringStore) -> SecretStore:
+    marker = state_dir / MARKER_FILE
+    chosen = await trio.to_thread.run_sync(_read_marker, marker)
+    if chosen == "file":
+        return file_store
+    if chosen == "keyring":
+        try:
+            await keyring_store.probe()
+        except SecretStoreError as exc:
+            raise SecretStoreError(
+                f"this device's secrets are in the OS keyring (per {marker}), which is "
+                f"unavailable: {exc.message}",
+                retry=Retry.TRANSIENT,
+                hint=("Make the OS keyring available to the user the agent runs as (unlock it, or "
+                      f"start its service); the agent retries by itself. Deleting {marker} would "
+                      "switch to the file store and a new identity (the device must then be "
+                      "paired again)."),
+            ) from exc
+        return keyring_store
+
+    if await trio.to_thread.run_sync(file_store.path.exists):
+        await _write_marker(marker, "file")
+        return file_store
+    try:
+        await keyring_store.probe()
+    except SecretStoreError as exc:
+        await _write_marker(marker, "file")
+        # The one line a person setting up a headless box needs: where the secrets went and why.
+        log.warning("OS keyring unavailable; storing secrets in %s (mode 0600). Reason: %s",
+                    file_store.path, exc.message)
+        return file_store
+    await _write_marker(marker, "keyring")
+    return keyring_store
+
+
+def _prepare(state_dir: Path) -> Path:
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SecretStoreError(f"cannot create state directory {state_dir}: {exc.strerror}",
+                               retry=Retry.FATAL) from None
+    # Resolved once, so the keyring service name does not depend on how the path was spelled.
+    return state_dir.resolve()
+
+
+def _read_marker(marker: Path) -> str | None:
+    try:
+        text = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise SecretStoreError(f"cannot read {marker}: {reason}", retry=Retry.FATAL) from None
+    if text not in _MARKED:
+        raise SecretStoreError(
+            f"{marker} says {text[:20]!r}; expected 'keyring' or 'file'", retry=Retry.FATAL,
+            hint=f"Write 'keyring' or 'file' into {marker}: whichever holds this device's secrets.")
+    return text
+
+
+async def _write_marker(marker: Path, chosen: str) -> None:
+    try:
+        await trio.to_thread.run_sync(atomic_write, marker, f"{chosen}\n".encode(), 0o600)
+    except OSError as exc:
+        raise SecretStoreError(f"cannot record the secret backend in {marker}: {exc.strerror}",
+                               retry=Retry.FATAL if exc.errno in _NOT_WRITABLE else Retry.TRANSIENT,
+                               hint=f"Make {marker.parent} writable by the user the agent runs as.") from None
+
+
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}

@@ -1,0 +1,66 @@
+"""Fixtures for the interop tests: the real OpenClaw gateway, and an operator socket to drive it.
+
+Job: start ONE real gateway per pytest session (start-up is ~10-14 s), give each test a fresh
+operator connection, and mark every test under tests/interop with ``interop``.
+
+Invariants:
+- These tests never skip quietly. Outside a loopback-only network namespace, or without the
+  gateway install, they fail with the command that fixes it; only ``NODE_AGENT_SKIP_INTEROP=1``
+  turns them into skips (for machines that cannot run them; CI runs them for real).
+- The gateway is stopped at the end of the session whatever happened (and RealGateway itself
+  kills it at exit, or when pytest dies).
+- The session gateway has ``autoApproveLocal`` off, so devices go through real pairing. A test
+  that restarts or kills it must leave it running (``real_gateway.restart()``) for later tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.operator import Operator
+from tests.support.real_gateway import (
+    NETNS_HINT,
+    GatewayNotInstalledError,
+    NotIsolatedError,
+    RealGateway,
+    check_isolated,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.interop)
+
+
+@pytest.fixture(scope="session")
+def real_gateway() -> Iterator[RealGateway]:
+    """The session's real OpenClaw gateway (running, ready, autoApproveLocal off)."""
+    if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
+        pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
+    gateway = RealGateway()
+    try:
+        check_isolated()
+        gateway.check_install()
+    except (NotIsolatedError, GatewayNotInstalledError) as exc:
+        pytest.fail(
+            f"{exc}\nInterop tests need the real gateway in a loopback-only netns: "
+            f"scripts/gateway-setup.sh, then {NETNS_HINT} "
+            "(or set NODE_AGENT_SKIP_INTEROP=1 to skip them).",
+            pytrace=False,
+        )
+    with gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def operator(real_gateway: RealGateway) -> AsyncIterator[Operator]:
+    """A fresh operator socket on the session gateway (all operator scopes, no device identity)."""
+    async with Operator.connect(real_gateway.url, real_gateway.token) as op:
+        yield op

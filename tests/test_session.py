@@ -1,0 +1,200 @@
+"""The session state machine with no I/O: frames and times in, actions out (h11-style)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from node_agent.errors import ConnectionLost, LocalProtocolError, PairingRequired, Retry
+from node_agent.identity import DeviceIdentity
+from node_agent.protocol import (
+    CancelInvoke,
+    ClientInfo,
+    Close,
+    ConnectInputs,
+    Credentials,
+    Dispatch,
+    ForgetDeviceToken,
+    LogProblem,
+    OpenClawDialect,
+    PairingPending,
+    Ready,
+    ResponseReceived,
+    Send,
+    Session,
+    State,
+    StoreDeviceToken,
+)
+from node_agent.secret import Secret
+
+
+def make_session(**creds) -> Session:
+    counter = itertools.count(1)
+    inputs = ConnectInputs(client=ClientInfo(version="0.1.0", platform="linux", device_family="Linux"),
+                           credentials=Credentials(**(creds or {"shared_token": Secret("shared-token-123")})),
+                           signer=DeviceIdentity.generate(), commands=("device.info",), caps=("device",))
+    return Session(OpenClawDialect(), inputs, new_id=lambda: f"id-{next(counter)}")
+
+
+def event(name, payload=None, **extra):
+    frame = {"type": "event", "event": name, **extra}
+    if payload is not None:
+        frame["payload"] = payload
+    return json.dumps(frame)
+
+
+def res(rid, ok=True, payload=None, error=None):
+    frame = {"type": "res", "id": rid, "ok": ok}
+    if payload is not None:
+        frame["payload"] = payload
+    if error is not None:
+        frame["error"] = error
+    return json.dumps(frame)
+
+
+HELLO = {"type": "hello-ok", "protocol": 4, "auth": {"role": "node", "scopes": [], "deviceToken": "tok-abcdefgh"},
+         "policy": {"tickIntervalMs": 30000, "maxPayload": 26214400}}
+
+
+def ready_session(now=0.0) -> Session:
+    s = make_session()
+    s.start(now)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), now)
+    s.receive_data(res("id-1", payload=HELLO), now)
+    assert s.state is State.READY
+    return s
+
+
+def test_handshake_happy_path():
+    s = make_session()
+    assert s.start(0.0) == [] and s.state is State.AWAITING_CHALLENGE
+    assert s.deadline() == 15.0
+    actions = s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 1.0)
+    assert [type(a) for a in actions] == [Send] and actions[0].label == "connect"
+    sent = json.loads(actions[0].data)
+    assert sent["method"] == "connect" and sent["params"]["device"]["nonce"] == "n"
+    assert s.state is State.CONNECTING and s.deadline() == 16.0
+    actions = s.receive_data(res("id-1", payload=HELLO), 2.0)
+    assert [type(a) for a in actions] == [StoreDeviceToken, Ready]
+    assert actions[0].token == Secret("tok-abcdefgh")
+    assert s.state is State.READY
+    assert s.deadline() == 2.0 + 60.0  # 2 x tickIntervalMs after the last frame
+
+
+def test_challenge_timeout_closes():
+    s = make_session()
+    s.start(0.0)
+    assert s.on_timer(14.999) == []
+    (close,) = s.on_timer(15.0)
+    assert isinstance(close, Close) and close.code == 1008 and "challenge" in close.reason
+    assert s.state is State.CLOSING
+    error = s.connection_closed(1008, "x")
+    assert isinstance(error, ConnectionLost) and error.retry is Retry.TRANSIENT
+
+
+def test_pairing_required_then_close():
+    s = make_session()
+    s.start(0.0)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    actions = s.receive_data(res("id-1", ok=False, error={
+        "code": "NOT_PAIRED", "message": "pairing required", "details": {"code": "PAIRING_REQUIRED",
+                                                                          "requestId": "req-9", "reason": "not-paired"}}), 0.1)
+    assert isinstance(actions[0], PairingPending) and actions[0].request_id == "req-9"
+    assert isinstance(actions[-1], Close)
+    error = s.connection_closed(1008, "pairing required")
+    assert isinstance(error, PairingRequired) and error.retry is Retry.PAIRING_PENDING
+
+
+def test_device_token_mismatch_forgets_the_token():
+    s = make_session(device_token=Secret("old-token-123456"))
+    s.start(0.0)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    actions = s.receive_data(res("id-1", ok=False, error={
+        "code": "INVALID_REQUEST", "message": "unauthorized: device token mismatch",
+        "details": {"code": "AUTH_DEVICE_TOKEN_MISMATCH"}}), 0.1)
+    assert any(isinstance(a, ForgetDeviceToken) for a in actions)
+    assert s.connection_closed(1008, None).retry is Retry.REAUTH
+
+
+def test_watchdog_fires_at_exactly_twice_the_tick_interval():
+    s = ready_session(now=10.0)
+    s.receive_data(event("tick", {"ts": 1}, seq=1), 40.0)
+    assert s.deadline() == 100.0
+    assert s.on_timer(99.999) == []
+    (close,) = s.on_timer(100.0)
+    assert close.code == 4000 and close.reason == "tick timeout"
+    assert "60 s" in s.connection_closed(4000, "tick timeout").message
+
+
+def test_node_methods_are_illegal_before_ready():
+    s = make_session()
+    s.start(0.0)
+    with pytest.raises(LocalProtocolError):
+        s.node_event("node.presence.alive", {"trigger": "connect"})
+
+
+def test_node_event_sends_payload_json_string():
+    s = ready_session()
+    rid, (send,) = s.node_event("node.presence.alive", {"trigger": "connect"})
+    frame = json.loads(send.data)
+    assert frame["params"] == {"event": "node.presence.alive", "payloadJSON": '{"trigger":"connect"}'}
+    (got,) = s.receive_data(res(rid, payload={"ok": True}), 1.0)
+    assert isinstance(got, ResponseReceived) and got.method == "node.event"
+
+
+def test_invoke_is_answered_exactly_once():
+    s = ready_session()
+    (dispatch,) = s.receive_data(event("node.invoke.request", {"id": "inv-1", "nodeId": "n", "command": "device.info",
+                                                               "paramsJSON": "{}", "timeoutMs": 3000}), 1.0)
+    assert isinstance(dispatch, Dispatch) and s.open_invokes == {"inv-1"}
+    _rid, (send,) = s.invoke_result("inv-1", ok=True, payload={"a": 1})
+    params = json.loads(send.data)["params"]
+    assert params == {"id": "inv-1", "nodeId": s.inputs.signer.device_id, "ok": True, "payloadJSON": '{"a":1}'}
+    with pytest.raises(LocalProtocolError):
+        s.invoke_result("inv-1", ok=True)
+    with pytest.raises(LocalProtocolError):
+        s.invoke_result("never-received", ok=True)
+
+
+def test_invoke_cancel_keeps_the_invoke_open_for_its_one_answer():
+    s = ready_session()
+    s.receive_data(event("node.invoke.request", {"id": "inv-2", "command": "slow", "timeoutMs": 3000}), 1.0)
+    actions = s.receive_data(event("node.invoke.cancel", {"invokeId": "inv-2", "nodeId": "n"}), 2.0)
+    assert isinstance(actions[0], CancelInvoke) and actions[0].invoke_id == "inv-2"
+    _rid, (send,) = s.invoke_result("inv-2", ok=False, error_code="CANCELLED", error_message="cancelled")
+    assert json.loads(send.data)["params"]["error"] == {"code": "CANCELLED", "message": "cancelled"}
+
+
+def test_shutdown_then_close_is_a_server_restart_with_the_announced_delay():
+    s = ready_session()
+    s.receive_data(event("shutdown", {"reason": "gateway stopping", "restartExpectedMs": 5000}), 1.0)
+    error = s.connection_closed(1012, "service restart")
+    assert error.retry is Retry.SERVER_RESTART and error.retry_after_s == 5.0
+
+
+def test_close_1012_without_shutdown_event_is_still_a_restart():
+    s = ready_session()
+    assert s.connection_closed(1012, "service restart").retry is Retry.SERVER_RESTART
+
+
+def test_malformed_frames_are_logged_and_skipped():
+    s = ready_session()
+    (problem,) = s.receive_data("{not json", 1.0)
+    assert isinstance(problem, LogProblem) and "malformed" in problem.message
+    assert s.state is State.READY and s.deadline() == 61.0  # still counts as life on the link
+
+
+def test_unknown_response_ids_are_logged():
+    s = ready_session()
+    (problem,) = s.receive_data(res("who-knows"), 1.0)
+    assert isinstance(problem, LogProblem)
+
+
+def test_secrets_do_not_leak_through_session_repr_or_actions():
+    s = make_session(shared_token=Secret("super-secret-shared-token"))
+    s.start(0.0)
+    actions = s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    assert "super-secret-shared-token" in actions[0].data
+    assert "super-secret-shared-token" not in repr(actions) and "super-secret" not in repr(s)
