@@ -116,41 +116,95 @@ async def open_transport(url: str, *, connect_timeout: float = 10.0, ca_file: st
     ctx = ssl_context_for(url, ca_file=ca_file, fingerprint=fingerprint)
     pin = normalize_fingerprint(fingerprint) if fingerprint else None
 
-    async with trio.open_nursery() as nursery:
-        try:
-            with trio.fail_after(connect_timeout):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                if ctx is not None:
-                    ssl_stream = trio.SSLStream(stream, ctx, server_hostname=host)
-                    await ssl_stream.do_handshake()
-                    if pin is not None:
-                        cert = ssl_stream.getpeercert(binary_form=True) or b""
-                        if hashlib.sha256(cert).hexdigest() != pin:
-                            await ssl_stream.aclose()
-                            raise ConfigError(
-                                "gateway TLS certificate does not match the pinned fingerprint; refusing to connect",
-                                hint="if the gateway's certificate was replaced on purpose, update tls_fingerprint")
-                    stream = ssl_stream
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery, stream, host if parts.port is None else f"{host}:{port}", resource,
-                    message_queue_size=1, max_message_size=max_message_size)
-        except trio.TooSlowError:
-            raise GatewayUnreachable(f"no WebSocket to {host}:{port} within {connect_timeout:g} s") from None
-        except trio_websocket.HandshakeError as exc:
-            raise GatewayUnreachable(f"WebSocket upgrade to {host}:{port} failed ({type(exc).__name__})") from None
-        except ssl.SSLError as exc:
-            raise GatewayUnreachable(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
-        except (OSError, trio.BrokenResourceError) as exc:
-            detail = getattr(exc, "strerror", None) or type(exc).__name__
-            raise GatewayUnreachable(f"cannot reach {host}:{port}: {detail}") from None
-        transport = WebSocketTransport(ws, url)
-        try:
-            yield transport
-        finally:
-            with trio.move_on_after(2) as scope:
-                scope.shield = True
-                await transport.aclose()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await _connect(nursery, host, port, resource, ctx, pin, connect_timeout, max_message_size)
+            transport = WebSocketTransport(ws, url)
+            try:
+                yield transport
+            finally:
+                with trio.move_on_after(2) as scope:
+                    scope.shield = True
+                    await transport.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # trio-websocket's reader task raises into our nursery (an HTTP 503 while the gateway
+        # restarts arrives as ConnectionRejected there), so library errors reach us as groups.
+        error = _translate_group(group, f"{host}:{port}")
+        if error is None:
+            raise
+        raise error from None
+
+
+async def _connect(nursery: trio.Nursery, host: str, port: int, resource: str, ctx: ssl.SSLContext | None,
+                   pin: str | None, connect_timeout: float, max_message_size: int) -> trio_websocket.WebSocketConnection:
+    try:
+        with trio.fail_after(connect_timeout):
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            if ctx is not None:
+                ssl_stream = trio.SSLStream(stream, ctx, server_hostname=host)
+                await ssl_stream.do_handshake()
+                if pin is not None:
+                    cert = ssl_stream.getpeercert(binary_form=True) or b""
+                    if hashlib.sha256(cert).hexdigest() != pin:
+                        await ssl_stream.aclose()
+                        raise ConfigError(
+                            "gateway TLS certificate does not match the pinned fingerprint; refusing to connect",
+                            hint="if the gateway's certificate was replaced on purpose, update tls_fingerprint")
+                stream = ssl_stream
+            host_header = host if port in (80, 443) else f"{host}:{port}"
+            return await trio_websocket.wrap_client_stream(nursery, stream, host_header, resource,
+                                                           message_queue_size=1, max_message_size=max_message_size)
+    except BaseException as exc:
+        error = _translate(exc, f"{host}:{port}", connect_timeout)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> Exception | None:
+    """Our error for a library error at the I/O edge, or None if it is not ours to translate."""
+    if isinstance(exc, (ConfigError, GatewayUnreachable, ConnectionLost, RemoteProtocolError)):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        return GatewayUnreachable(f"no WebSocket to {where} within {connect_timeout:g} s")
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        status = getattr(exc, "status_code", None)
+        body = (getattr(exc, "body", None) or b"")[:120].decode("utf-8", "replace").strip()
+        return GatewayUnreachable(f"gateway refused the WebSocket upgrade (HTTP {status}{': ' + body if body else ''})")
+    if isinstance(exc, trio_websocket.HandshakeError):
+        return GatewayUnreachable(f"WebSocket upgrade to {where} failed ({type(exc).__name__})")
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        reason = exc.reason
+        return ConnectionLost(f"connection closed (code {reason.code if reason else None})",
+                              close_code=reason.code if reason else None)
+    if isinstance(exc, ssl.SSLError):
+        return GatewayUnreachable(f"TLS handshake with {where} failed: {exc.reason or exc}")
+    if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
+        detail = getattr(exc, "strerror", None) or type(exc).__name__
+        return GatewayUnreachable(f"cannot reach {where}: {detail}")
+    return None
+
+
+def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:
+    leaves: list[BaseException] = []
+
+    def flatten(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                flatten(inner)
+        else:
+            leaves.append(exc)
+
+    flatten(group)
+    if any(isinstance(e, trio.Cancelled) for e in leaves):
+        return None  # a cancellation is passing through: let the cancel scope have it
+    translated = [_translate(e, where) for e in leaves]
+    if not translated or any(t is None for t in translated):
+        return None
+    # Prefer our own, most specific error (raised in the body) over the reader task's echo of it.
+    ours = [t for t, e in zip(translated, leaves) if t is e]
+    return (ours or translated)[0]
 
 
 class PingTimeout(ConnectionLost):

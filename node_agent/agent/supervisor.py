@@ -241,8 +241,9 @@ class Agent:
         self.status.update(state="connected", connectedAtMs=int(time.time() * 1000), lastError=None,
                            retryInSeconds=None, pairing=None, serverVersion=hello.server_version,
                            protocol=hello.protocol, dialect=conn.session.dialect.name, hint=None)
-        log.info("connected to %s (gateway %s, protocol %s) as %s", self.config.gateway_url,
-                 hello.server_version or "?", hello.protocol or "?", self.identity.fingerprint)
+        log.info("connected to %s (gateway %s, protocol %s, auth %s) as %s", self.config.gateway_url,
+                 hello.server_version or "?", hello.protocol or "?", hello.auth_method or "?",
+                 self.identity.fingerprint)
         if self._announced_requests:
             self._on_message("device approved by the gateway")
         conn.nursery.start_soon(self._presence_loop, conn)

@@ -1,0 +1,145 @@
+"""The spine against the real OpenClaw gateway (autoApproveLocal off), end to end through the CLI.
+
+Each test runs the real ``node-agent`` command as a subprocess with a file secret store, and
+drives the gateway side with the real ``openclaw`` CLI where the issue names it (``devices
+approve``, ``nodes approve``, ``nodes invoke``) and with the fast operator socket elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import trio
+
+from tests.support.agent_process import AgentProcess, device_token, presence_of
+from tests.support.operator import Operator
+from tests.support.real_gateway import RealGateway
+
+
+async def identity_of(state_dir: Path, timeout: float = 20.0) -> str:
+    with trio.fail_after(timeout):
+        while not (state_dir / "identity.json").exists():
+            await trio.sleep(0.05)
+    return json.loads((state_dir / "identity.json").read_text())["deviceId"]
+
+
+def for_device(device_id: str):
+    return lambda payload: isinstance(payload, dict) and payload.get("deviceId", payload.get("nodeId")) == device_id
+
+
+async def cli(gateway: RealGateway, *args: str):
+    return await trio.to_thread.run_sync(lambda: gateway.cli(*args))
+
+
+async def pair(operator: Operator, device_id: str) -> None:
+    """Approve both stages for ``device_id`` through the operator socket (fast path)."""
+    request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=30)
+    await operator.approve_device(request["requestId"])
+    node_request = await operator.wait_event("node.pair.requested", for_device(device_id), timeout=30)
+    await operator.approve_node(node_request["requestId"])
+
+
+async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir: Path,
+                       name: str) -> tuple[AgentProcess, str]:
+    agent = AgentProcess("run", state_dir=state_dir, gateway_url=real_gateway.url, token=real_gateway.token,
+                         extra=["--display-name", name])
+    device_id = await identity_of(state_dir)
+    await pair(operator, device_id)
+    await agent.wait_log(r"the gateway approved this node's commands", timeout=30)
+    return agent, device_id
+
+
+async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, operator, tmp_path):
+    state = tmp_path / "state"
+    pairing = AgentProcess("pair", state_dir=state, gateway_url=real_gateway.url, token=real_gateway.token,
+                           extra=["--display-name", "interop-first", "--timeout", "180"])
+    try:
+        device_id = await identity_of(state)
+        request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=30)
+        # What the person reads off the terminal is the exact command to run on the gateway.
+        await pairing.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"))
+        assert device_token(state, real_gateway.url) is None
+        await cli(real_gateway, "devices", "approve", request["requestId"], "--json")
+        await pairing.wait_log(r"device token saved", timeout=30)
+        token = device_token(state, real_gateway.url)
+        assert token and token not in pairing.text()
+        await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
+        node_request = await operator.wait_event("node.pair.requested", for_device(device_id), timeout=30)
+        await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
+        assert await pairing.wait_exit(30) == 0
+        assert "paired: this device is an approved node" in pairing.text()
+    finally:
+        pairing.kill()
+
+    agent = AgentProcess("run", state_dir=state, gateway_url=real_gateway.url, token=real_gateway.token,
+                         extra=["--display-name", "interop-first"])
+    try:
+        await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+        result = await cli(real_gateway, "nodes", "invoke", "--node", device_id, "--command", "device.info", "--json")
+        assert result["ok"] is True
+        assert result["payload"]["deviceId"] == device_id
+        assert result["payload"]["displayName"] == "interop-first"
+        assert result["payload"]["agent"]["name"] == "node-agent"
+        assert (await agent.terminate())[0] == 0
+    finally:
+        agent.kill()
+
+
+async def test_agent_restart_reconnects_with_the_device_token_alone(real_gateway, operator, tmp_path):
+    state = tmp_path / "state"
+    agent, device_id = await start_paired(real_gateway, operator, state, "interop-restart")
+    token = device_token(state, real_gateway.url)
+    assert (await agent.terminate())[0] == 0
+    spawned_at = trio.current_time()
+    second = AgentProcess("run", state_dir=state, gateway_url=real_gateway.url, token=None,
+                          extra=["--display-name", "interop-restart"])  # no shared token at all
+    try:
+        await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+        await second.wait_log(r"connected to .* auth device-token", timeout=10)
+        assert device_token(state, real_gateway.url) == token
+        assert not [e for e in operator.events if e.name == "device.pair.requested"
+                    and e.payload.get("deviceId") == device_id and e.received_at > spawned_at]
+        invoked = await operator.invoke(device_id, "device.status", {}, timeout_ms=10_000)
+        assert invoked["ok"] is True
+    finally:
+        second.kill()
+
+
+async def test_gateway_restart_agent_comes_back_without_help(real_gateway, operator, tmp_path):
+    state = tmp_path / "state"
+    agent, device_id = await start_paired(real_gateway, operator, state, "interop-gw-restart")
+    try:
+        mark = len(agent.text())
+        await trio.to_thread.run_sync(real_gateway.restart)
+        ready_at = real_gateway.ready_at
+        await agent.wait_log(r"gateway is shutting down", after=mark, timeout=5)  # the shutdown event
+        async with Operator.connect(real_gateway.url, real_gateway.token) as fresh:
+            snapshot = fresh.hello.get("snapshot", {}).get("presence", [])
+            if not any(e.get("deviceId") == device_id for e in snapshot):
+                await fresh.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+        back = time.monotonic() - ready_at
+        print(f"\n[interop] node back {back:.2f} s after the gateway logged ready")
+        await agent.wait_log(r"connected to", after=mark, timeout=5)
+        assert device_token(state, real_gateway.url)
+    finally:
+        agent.kill()
+
+
+async def test_revoked_token_is_reported_and_pairing_starts_again(real_gateway, operator, tmp_path):
+    state = tmp_path / "state"
+    agent, device_id = await start_paired(real_gateway, operator, state, "interop-revoke")
+    try:
+        old = device_token(state, real_gateway.url)
+        mark = len(agent.text())
+        await cli(real_gateway, "devices", "remove", device_id, "--json")
+        await agent.wait_log(r"refused this device's token|waiting for approval", after=mark, timeout=60)
+        request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=60)
+        await agent.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"), after=mark, timeout=30)
+        await operator.approve_device(request["requestId"])
+        await agent.wait_log(r"device token saved", after=mark, timeout=30)
+        assert device_token(state, real_gateway.url) not in (None, old)
+    finally:
+        agent.kill()

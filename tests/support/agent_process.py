@@ -1,0 +1,110 @@
+"""Run the real ``node-agent`` CLI as a subprocess, the way a user or systemd does.
+
+Used by interop tests that must exercise the product end to end: argument parsing, config,
+the secret store on disk, logging, signals. Output goes to a log file that tests can wait on
+(``wait_log``) and that the no-secrets check scans at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Every agent log written during the session, for the no-secret scan.
+LOG_FILES: list[Path] = []
+
+
+class AgentProcess:
+    def __init__(self, command: str, *, state_dir: Path, gateway_url: str, token: str | None,
+                 extra: list[str] | None = None, name: str = "agent", log_dir: Path | None = None):
+        self.state_dir = state_dir
+        log_dir = log_dir or state_dir.parent
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{command}-{int(time.time() * 1000)}.log"
+        LOG_FILES.append(self.log_path)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NODE_AGENT_"))}
+        if token is not None:
+            env["OPENCLAW_GATEWAY_TOKEN"] = token
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [sys.executable, "-m", "node_agent", command, "--state-dir", str(state_dir), "--secret-backend",
+                "file", "--gateway", gateway_url, "--log-level", "debug", *(extra or [])]
+        self._log = open(self.log_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+    def __repr__(self) -> str:
+        return f"<AgentProcess pid={self.proc.pid} rc={self.proc.poll()}>"
+
+    def text(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    async def wait_log(self, pattern: str, *, timeout: float = 30.0, after: int = 0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        with trio.fail_after(timeout):
+            while True:
+                match = regex.search(self.text(), after)
+                if match:
+                    return match
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"agent exited ({self.proc.returncode}) before /{pattern}/:\n{self.text()[-3000:]}")
+                await trio.sleep(0.05)
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        with trio.fail_after(timeout):
+            while self.proc.poll() is None:
+                await trio.sleep(0.02)
+        self._log.close()
+        return self.proc.returncode
+
+    async def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds to exit)."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = await self.wait_exit(timeout)
+        return code, time.monotonic() - start
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def status(self) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "node_agent", "status", "--json", "--state-dir",
+                              str(self.state_dir)], capture_output=True, text=True, check=True, cwd=REPO)
+        return json.loads(out.stdout)
+
+
+def secrets_file(state_dir: Path) -> dict[str, str]:
+    """The file secret store's contents (test-only peek)."""
+    path = state_dir / "secrets.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def device_token(state_dir: Path, gateway_url: str) -> str | None:
+    from node_agent.secrets.base import device_token_key
+
+    data = secrets_file(state_dir)
+    value = data.get(device_token_key(gateway_url))
+    if isinstance(value, dict):  # tolerate a richer on-disk shape
+        value = value.get("value")
+    return value
+
+
+def presence_of(device_id: str, reason: str):
+    def predicate(payload: Any) -> bool:
+        entries = payload.get("presence", []) if isinstance(payload, dict) else []
+        return any(e.get("deviceId") == device_id and e.get("reason") == reason for e in entries)
+
+    return predicate
