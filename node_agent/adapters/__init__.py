@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from .base import Indicator, Notifier, PlatformAdapter, Speech
+from .base import Indicator, Notifier, PlatformAdapter, Speech, SpeechError
 
-__all__ = ["Indicator", "Notifier", "PlatformAdapter", "Speech", "detect_adapter_name", "select_adapter"]
+__all__ = [
+    "Indicator", "Notifier", "PlatformAdapter", "Speech", "SpeechError", "detect_adapter_name", "select_adapter",
+]
 
 
 def detect_adapter_name() -> str:

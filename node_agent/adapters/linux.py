@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 
 import trio
@@ -12,6 +13,8 @@ from .base import PlatformAdapter, SpeechError
 from .indicator import ConsoleIndicator
 
 log = logging.getLogger("node_agent.adapters.linux")
+
+_ESPEAK_ERROR = re.compile(rb"^error:", re.MULTILINE)
 
 
 class LinuxNotifier:
@@ -39,10 +42,11 @@ class EspeakSpeech:
     for ``doctor``."""
 
     def __init__(self, *, executable: str = "espeak-ng", voice: str | None = None, rate_wpm: int | None = None,
-                 wav_out: str | None = None, runner: ProcessRunner = run_process):
+                 device: str | None = None, wav_out: str | None = None, runner: ProcessRunner = run_process):
         self.executable = executable
         self.voice = voice
         self.rate_wpm = rate_wpm
+        self.device = device  # an output device name (ALSA PCM / PortAudio), e.g. "plughw:1,0"
         self.wav_out = wav_out
         self._run = runner
 
@@ -54,6 +58,8 @@ class EspeakSpeech:
             argv += ["-s", str(int(self.rate_wpm))]
         if self.wav_out:
             argv += ["-w", self.wav_out]
+        elif self.device:
+            argv += ["-d", self.device]
         return argv
 
     async def say(self, text: str) -> None:
@@ -70,9 +76,10 @@ class EspeakSpeech:
             raise SpeechError(f"could not start {self.executable}: {exc}") from exc
         except trio.TooSlowError as exc:
             raise SpeechError(f"{self.executable} did not finish within {timeout_s:.0f} s") from exc
-        if result.returncode != 0:
+        # espeak-ng exits 0 even when it cannot open the audio device; it only says "error:".
+        if result.returncode != 0 or _ESPEAK_ERROR.search(result.stderr):
             raise SpeechError(f"{self.executable} failed (exit {result.returncode}): {stderr_tail(result)}",
-                              hint="check the audio output device (aplay -l) or set a voice that exists")
+                              hint="check the audio output device (aplay -l)")
 
     def __repr__(self) -> str:
         return f"EspeakSpeech(voice={self.voice!r}, wav_out={self.wav_out!r})"

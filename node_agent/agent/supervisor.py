@@ -100,6 +100,9 @@ class Agent:
         self._bootstrap_token = bootstrap_token
         self._exit_when_paired = exit_when_paired
         self._on_message = on_message or (lambda text: None)
+        # With a terminal to print to (`node-agent pair`), instructions go there and the log gets
+        # them at INFO; a daemon has only its log, so there they are warnings a person must see.
+        self._say_level = logging.INFO if on_message is not None else logging.WARNING
         self._fixed_dialect = dialect
         self._device_token: Secret | None = None
         self._token_loaded = False
@@ -284,7 +287,7 @@ class Agent:
         self._announced_requests.add(key)
         text = approval_instructions(self.identity, pending, self.config.display_name)
         for line in text.splitlines():
-            log.warning("%s", line)
+            log.log(self._say_level, "%s", line)
         self._on_message(text)
         if pending.code and self.adapter.speech is not None:
             spoken = " ".join(pending.code)
@@ -360,7 +363,7 @@ class Agent:
                 "  openclaw nodes approve <requestId>     # the request for "
                 f"{self.config.display_name} ({self.identity.fingerprint})")
         for line in text.splitlines():
-            log.warning("%s", line)
+            log.log(self._say_level, "%s", line)
         self._on_message(text)
 
 

@@ -21,8 +21,11 @@ import trio
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Every agent log written during the session, for the no-secret scan.
+#: Every agent log written, state dir used and token handed out during the session, for the
+#: no-secret scan (tests/support/secret_watch.py).
 LOG_FILES: list[Path] = []
+STATE_DIRS: list[Path] = []
+KNOWN_TOKENS: list[str] = []
 
 
 class AgentProcess:
@@ -33,6 +36,9 @@ class AgentProcess:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{command}-{int(time.time() * 1000)}.log"
         LOG_FILES.append(self.log_path)
+        STATE_DIRS.append(state_dir)
+        if token is not None:
+            KNOWN_TOKENS.append(token)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NODE_AGENT_"))}
         if token is not None:
             env["OPENCLAW_GATEWAY_TOKEN"] = token
