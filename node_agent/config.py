@@ -135,6 +135,11 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
     return value
 
 
+def _shown(name: str) -> str:
+    """A key as typed, or quoted if it holds anything that could break the message's one line."""
+    return name if name.isprintable() and name.strip() == name and name else repr(name)
+
+
 def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (settings, voice table) from a TOML file; raise ConfigError with the line on errors."""
     try:
@@ -147,6 +152,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     settings: dict[str, Any] = {}
     voice: dict[str, Any] = {}
     for section, table in data.items():
@@ -156,11 +163,14 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             voice = dict(table)
             continue
         schema = _SCHEMA.get(section)
-        if schema is None or not isinstance(table, dict):
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join([*_SCHEMA, 'voice'])})")
+        if schema is None:
+            raise ConfigError(f"{path}: unknown section [{_shown(section)}] "
+                              f"(known: {', '.join([*_SCHEMA, 'voice'])})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
         for key, value in table.items():
             if key not in schema:
-                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(schema)})")
+                raise ConfigError(f"{path}: unknown key {section}.{_shown(key)} (known: {', '.join(schema)})")
             field, kind = schema[key]
             settings[field] = _coerce(value, kind, f"{path}: {section}.{key}")
     return settings, voice
@@ -194,13 +204,17 @@ def load_config(*, config_file: Path | None = None, env: Mapping[str, str] | Non
         settings["gateway_url_source"] = sources.get("gateway_url", "default")
     for key in ("state_dir", "token_file"):
         if isinstance(settings.get(key), str):
-            settings[key] = Path(settings[key]).expanduser()
+            settings[key] = _expand_path(settings[key], key)
     if settings.get("token_file") is not None:
         settings["shared_token"] = read_token_file(settings["token_file"])
     elif env.get("OPENCLAW_GATEWAY_TOKEN"):
         settings["shared_token"] = Secret(env["OPENCLAW_GATEWAY_TOKEN"].strip())
     if env.get("OPENCLAW_GATEWAY_PASSWORD"):
         settings["password"] = Secret(env["OPENCLAW_GATEWAY_PASSWORD"])
+    if voice:
+        from .voice.settings import VoiceSettings
+
+        VoiceSettings.from_table(voice)  # fail at start on a typo, not at the first wake
     settings["voice"] = voice
     try:
         config = Config(**settings)
@@ -210,11 +224,24 @@ def load_config(*, config_file: Path | None = None, env: Mapping[str, str] | Non
     return config
 
 
+def _expand_path(text: str, what: str) -> Path:
+    if "\x00" in text:
+        raise ConfigError(f"{what} contains a NUL character")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~someone" for a user that does not exist
+        raise ConfigError(f"{what} {text!r}: cannot expand '~' (no such user or no home directory)") from None
+
+
 def read_token_file(path: Path) -> Secret:
     try:
         text = path.read_text("utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {path} is not UTF-8") from None
+    except ValueError:  # an embedded NUL in the path
+        raise ConfigError(f"token file path {str(path)!r} is not a valid path") from None
     if not text:
         raise ConfigError(f"token file {path} is empty")
     return Secret(text)
@@ -231,7 +258,10 @@ def validate(config: Config) -> None:
 
 
 def check_gateway_url(url: str, *, allow_insecure: bool = False) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced IPv6 bracket, for one
+        raise ConfigError(f"gateway URL is malformed: {url!r}") from None
     if parts.scheme not in ("ws", "wss"):
         raise ConfigError(f"gateway URL must start with ws:// or wss://, got {url!r}")
     try:

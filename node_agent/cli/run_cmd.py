@@ -58,6 +58,7 @@ def _printer() -> Callable[[str], None]:
 async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout: float | None = None,
                 out: Callable[[str], None] | None = None, *, ready: Callable[[object], None] | None = None) -> int:
     from ..adapters import select_adapter
+    from ..agent.commands import builtin_registry
     from ..agent.status import StatusBoard
     from ..agent.supervisor import EXIT_OK, Agent
     from ..identity import load_or_create
@@ -79,8 +80,13 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
             adapter.name, adapter.platform, adapter.device_family, record.platform, record.device_family)
     status = StatusBoard(config.state_dir, mode="pair" if pair_mode else "run")
     notifier = _sd_notifier(status)
+    registry = builtin_registry()
+    voice = _voice_extension(config, adapter, status) if not pair_mode else None
+    if voice is not None:
+        voice.register(registry)
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
-                  bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out)
+                  registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out,
+                  extensions=[voice] if voice is not None else None)
     if pair_mode and out is not None:
         out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
             f"  device id: {identity.fingerprint} ({identity.device_id})\n"
@@ -90,6 +96,8 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     code = EXIT_OK
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signals, agent)
+        if voice is not None:
+            nursery.start_soon(voice.run)
         if notifier is not None:
             nursery.start_soon(notifier.watchdog_loop)
             notifier.notify(READY="1", STATUS="starting")
@@ -109,6 +117,16 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     if pair_mode and out is not None and code == EXIT_OK and status.get("surface") == "approved":
         out("paired: this device is an approved node. Start the service or run `node-agent run`.")
     return code
+
+
+def _voice_extension(config: Config, adapter, status):
+    """The voice pipeline, when ``[voice] enabled = true``. Built before connecting so a broken
+    voice setup is reported at start, not on the first wake."""
+    if not config.voice.get("enabled"):
+        return None
+    from ..voice.extension import VoiceExtension, VoiceSettings
+
+    return VoiceExtension(VoiceSettings.from_table(config.voice), adapter, status)
 
 
 def _sd_notifier(status):

@@ -1,0 +1,205 @@
+"""Voice on the wire: plugs the :class:`~.pipeline.VoicePipeline` into the agent.
+
+The pipeline lives for the whole process (the microphone keeps listening across reconnects);
+this extension is the only part that knows about the gateway:
+
+* ``voicewake.changed {triggers}`` -> the active wake models. Triggers with no model are
+  reported plainly: a log warning, ``status``, and once per trigger set to the gateway as
+  ``node.event voice.wake.unsupported``.
+* ``talk.mode`` -> the pipeline mode (documented dialect: ``{mode, enabled}``; OpenClaw:
+  ``{enabled, phase}``, which only switches listening on or off).
+* a finished utterance -> ``node.event voice.transcript {text, sessionKey?}``; while offline the
+  pipeline is told so (status ``offline``), never silently dropped.
+* node commands ``talk.ptt.start|stop|once|cancel`` (declared with the ``talk`` cap).
+* with ``speak_replies``: ``chat.subscribe`` to the session and speak final replies, with the
+  microphone muted so the node does not wake on its own voice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from ..adapters import PlatformAdapter
+from ..agent.commands import CommandContext, CommandRegistry
+from ..agent.connection import Connection
+from ..agent.status import StatusBoard
+from ..errors import ConnectionLost, GatewayUnreachable, InvokeError
+from ..protocol import Event, GenericEvent, HelloOk, TalkMode, VoiceWakeChanged
+from .errors import VoiceError
+from .pipeline import Mode, Transcript, VoicePipeline
+from .settings import VoiceSettings
+
+log = logging.getLogger("node_agent.voice")
+
+_MODES = tuple(m.value for m in Mode)
+
+__all__ = ["VoiceExtension", "VoiceSettings"]
+
+
+class VoiceExtension:
+    def __init__(self, settings: VoiceSettings, adapter: PlatformAdapter, status: StatusBoard,
+                 pipeline: VoicePipeline | None = None):
+        self.settings = settings
+        self.adapter = adapter
+        self.status = status
+        self.pipeline = pipeline or self._build_pipeline()
+        self._conn: Connection | None = None
+        self._reported_unsupported: tuple[str, ...] | None = None
+        self._unsupported: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<VoiceExtension {self.pipeline!r} connected={self._conn is not None}>"
+
+    def _build_pipeline(self) -> VoicePipeline:
+        from .audio import PortAudioSource, WavFileSource
+        from .stt import CommandSTT
+        from .wake import WakeDetector
+
+        s = self.settings
+        source = WavFileSource(s.wav, realtime=True) if s.wav else PortAudioSource(device=s.device)
+        return VoicePipeline(
+            source, on_transcript=self._on_transcript, mode=s.mode,
+            stt=CommandSTT(s.stt_command) if s.stt_command else None,
+            detector=WakeDetector(threshold=s.threshold, refractory_s=s.refractory_seconds,
+                                  custom_model_dir=s.custom_model_dir),
+            indicator=self.adapter.indicator, local_triggers=s.local_triggers, debug_dir=s.debug_dir)
+
+    # -- the process-long part ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the pipeline and keep ``status`` fresh. Start it in the process's root nursery."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._status_loop)
+            await self.pipeline.run()
+            nursery.cancel_scope.cancel()
+
+    async def _status_loop(self) -> None:
+        while True:
+            self._publish()
+            await trio.sleep(2)
+
+    def _publish(self) -> None:
+        self.status.update(voice=self.pipeline.status())
+
+    def register(self, registry: CommandRegistry) -> None:
+        async def start(params: dict[str, Any], ctx: CommandContext) -> Any:
+            return await self._ptt(self.pipeline.ptt_start)
+
+        async def stop(params: dict[str, Any], ctx: CommandContext) -> Any:
+            return await self._ptt(self.pipeline.ptt_stop)
+
+        async def once(params: dict[str, Any], ctx: CommandContext) -> Any:
+            max_s = params.get("maxSeconds")
+            return await self._ptt(self.pipeline.ptt_once, max_s if isinstance(max_s, (int, float)) else None)
+
+        async def cancel(params: dict[str, Any], ctx: CommandContext) -> Any:
+            return self.pipeline.ptt_cancel()
+
+        registry.register("talk.ptt.start", start, cap="talk")
+        registry.register("talk.ptt.stop", stop, cap="talk")
+        registry.register("talk.ptt.once", once, cap="talk")
+        registry.register("talk.ptt.cancel", cancel, cap="talk")
+
+    async def _ptt(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await fn(*args)
+        except VoiceError as exc:  # AudioDeviceError and friends: the device, not the request
+            raise InvokeError("UNAVAILABLE", str(exc)) from None
+        finally:
+            self._publish()
+
+    # -- AgentExtension hooks -----------------------------------------------------------------
+
+    async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
+        self._conn = conn
+        self._reported_unsupported = None  # a new connection hears about them again
+        if self.settings.speak_replies and self.settings.session_key:
+            conn.nursery.start_soon(self._subscribe, conn)
+
+    async def on_disconnected(self) -> None:
+        self._conn = None
+
+    async def on_event(self, conn: Connection, event: Event) -> None:
+        body = event.body
+        if isinstance(body, VoiceWakeChanged):
+            active, unsupported = self.pipeline.set_triggers(body.triggers)
+            self._unsupported = unsupported
+            log.info("wake words from the gateway: %s (listening for: %s)", ", ".join(body.triggers) or "none",
+                     ", ".join(active) or "nothing")
+            if unsupported:
+                log.warning("no wake-word model for %s; those triggers will not wake this node "
+                            "(supported: %s, or add <phrase>.tflite to voice.custom_model_dir)",
+                            ", ".join(repr(t) for t in unsupported),
+                            ", ".join(self.pipeline.status().get("supportedPhrases", [])))
+            self._publish()
+            if tuple(unsupported) != self._reported_unsupported:
+                self._reported_unsupported = tuple(unsupported)
+                if unsupported:
+                    conn.nursery.start_soon(self._report_unsupported, conn, list(unsupported), list(active))
+        elif isinstance(body, TalkMode):
+            mode = body.mode if body.mode in _MODES else None
+            if not body.enabled:
+                mode = Mode.DISABLED.value
+            elif mode is None:
+                mode = self.settings.mode if self.settings.mode != Mode.DISABLED.value else Mode.VOICE_WAKE.value
+            log.info("talk.mode: %s", mode)
+            self.pipeline.set_mode(mode)
+            self._publish()
+        elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
+            text = _final_reply_text(body.payload, self.settings.session_key)
+            if text and self.adapter.speech is not None:
+                conn.nursery.start_soon(self._speak, text)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _on_transcript(self, transcript: Transcript) -> None:
+        conn = self._conn
+        if conn is None:
+            raise GatewayUnreachable("not connected to the gateway; transcript not delivered")
+        payload: dict[str, Any] = {"text": transcript.text}
+        if self.settings.session_key:
+            payload["sessionKey"] = self.settings.session_key
+        try:
+            await conn.node_event("voice.transcript", payload)
+        except ConnectionLost as exc:
+            raise GatewayUnreachable(f"transcript not delivered: {exc.message}") from None
+        log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
+        self._publish()
+
+    async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str]) -> None:
+        try:
+            await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
+        except Exception as exc:  # a report is a courtesy: never let it end the connection
+            log.debug("could not report unsupported triggers: %s", exc)
+
+    async def _subscribe(self, conn: Connection) -> None:
+        try:
+            await conn.node_event("chat.subscribe", {"sessionKey": self.settings.session_key})
+        except Exception as exc:
+            log.info("chat.subscribe failed (%s); replies will not be spoken", exc)
+
+    async def _speak(self, text: str) -> None:
+        assert self.adapter.speech is not None
+        async with self.pipeline.muted():
+            try:
+                await self.adapter.speech.say(text)
+            except Exception as exc:
+                log.info("could not speak the reply: %s", exc)
+
+
+def _final_reply_text(payload: Any, session_key: str | None) -> str | None:
+    if not isinstance(payload, dict) or payload.get("state") != "final":
+        return None
+    if session_key and not str(payload.get("sessionKey", "")).endswith(session_key):
+        return None
+    message = payload.get("message")
+    if isinstance(message, dict):
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(part.get("text", "") for part in content if isinstance(part, dict)).strip() or None
+    return payload.get("text") if isinstance(payload.get("text"), str) else None
