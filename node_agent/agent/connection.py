@@ -113,6 +113,11 @@ class Connection:
                                                                                     close_code=code))])
         return True
 
+    async def subscribe(self, session_key: str, *, subscribe: bool = True, timeout: float = 15.0) -> Any:
+        """(Un)subscribe this node to a session's ``chat`` events, however the dialect spells it."""
+        method, params = self.session.dialect.subscription(session_key, subscribe)
+        return await self.call(method, params, timeout=timeout)
+
     async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
         rid, actions = self.session.node_event(event, payload)
         return await self._await_response("node.event", rid, actions, timeout)

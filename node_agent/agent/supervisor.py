@@ -95,7 +95,10 @@ class Agent:
         self.registry = registry or builtin_registry()
         self.policy = policy or ReconnectPolicy()
         self.status = status or StatusBoard(None)
-        self.extensions = list(extensions or [])
+        from .liveness import LivenessExtras
+
+        self.liveness = LivenessExtras()
+        self.extensions = [self.liveness, *(extensions or [])]
         self._open_transport = open_transport or transport_opener(config)
         self._bootstrap_token = bootstrap_token
         self._exit_when_paired = exit_when_paired
@@ -289,13 +292,17 @@ class Agent:
         for line in text.splitlines():
             log.log(self._say_level, "%s", line)
         self._on_message(text)
-        if pending.code and self.adapter.speech is not None:
-            spoken = " ".join(pending.code)
-            try:
-                with trio.move_on_after(15):
-                    await self.adapter.speech.say(f"Pairing code: {spoken}")
-            except Exception as exc:  # speech is a courtesy; never let it break pairing
-                log.info("could not speak the pairing code (%s)", type(exc).__name__)
+        if pending.code and self.adapter.speech is not None and self._conn is not None:
+            # Spoken in the background: the reader must keep serving the socket meanwhile.
+            self._conn.nursery.start_soon(self._speak_code, pending.code)
+
+    async def _speak_code(self, code: str) -> None:
+        assert self.adapter.speech is not None
+        try:
+            with trio.move_on_after(30):
+                await self.adapter.speech.say(f"Pairing code: {' '.join(code)}")
+        except Exception as exc:  # speech is a courtesy; never let it break pairing
+            log.info("could not speak the pairing code (%s)", type(exc).__name__)
 
     async def on_event(self, conn: Connection, event: Event) -> None:
         body = event.body

@@ -105,6 +105,13 @@ class Handshake(Protocol):
 
 class Dialect(Protocol):
     name: str
+    #: Seconds between client ``heartbeat`` requests (acknowledged by a ``heartbeat`` event), or
+    #: None when the dialect has no client heartbeat (OpenClaw: liveness is ticks + WS pings).
+    client_heartbeat_s: float | None
+
+    def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
+        """The request (method, params) that (un)subscribes this node to a session's chat."""
+        ...
 
     def decode(self, data: str | bytes) -> Request | Response | Event:
         """Parse one frame. Raises :class:`~node_agent.errors.RemoteProtocolError` on garbage."""

@@ -210,6 +210,12 @@ class JsonRpcDialect:
     """The documented dialect. Stateless: one instance may serve every connection."""
 
     name = NAME
+    #: The Events page lists ``heartbeat`` as "Client heartbeat (periodic)" and its event as the
+    #: "acknowledgment"; it names no method or period, so we send ``heartbeat {timestamp}`` every 30 s.
+    client_heartbeat_s = 30.0
+
+    def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
+        return ("node.subscribe" if subscribe else "node.unsubscribe"), {"sessionKey": session_key}
 
     def decode(self, data: str | bytes) -> Request | Response | Event:
         obj = _load_object(data)

@@ -73,6 +73,12 @@ _GENERIC_EVENTS = frozenset({
 
 class OpenClawDialect:
     name = "openclaw"
+    client_heartbeat_s = None  # liveness is the gateway's ticks plus WebSocket pings
+
+    def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
+        # No subscribe RPC here: a node asks through node.event chat.subscribe / chat.unsubscribe.
+        event = "chat.subscribe" if subscribe else "chat.unsubscribe"
+        return "node.event", {"event": event, "payloadJSON": json.dumps({"sessionKey": session_key})}
 
     # -- framing -------------------------------------------------------------------------------
 
@@ -365,7 +371,12 @@ class OpenClawHandshake:
             return [LogProblem("response before connect ignored")]
         self._deadline = None
         if response.ok:
-            hello = parse_hello(response.payload)
+            try:
+                hello = parse_hello(response.payload)
+            except RemoteProtocolError as exc:
+                # The handshake never raises: a garbled hello-ok ends this connection like any
+                # other refusal, typed as the gateway's fault (TRANSIENT: the next one may be fine).
+                return [Close(1002, "malformed hello-ok", exc)]
             actions: list[Action] = []
             if hello.device_token is not None:
                 actions.append(StoreDeviceToken(hello.device_token))

@@ -7,7 +7,10 @@ this extension is the only part that knows about the gateway:
   reported plainly: a log warning, ``status``, and once per trigger set to the gateway as
   ``node.event voice.wake.unsupported``.
 * ``talk.mode`` -> the pipeline mode (documented dialect: ``{mode, enabled}``; OpenClaw:
-  ``{enabled, phase}``, which only switches listening on or off).
+  ``{enabled, phase}``, which only switches listening on or off). The documented dialect sends it
+  to nodes; OpenClaw sends it only to operators, so there it arrives through the optional
+  operator link (``[voice] operator_link``, :mod:`node_agent.agent.operator_link`) and
+  :meth:`VoiceExtension.on_operator_event`.
 * a finished utterance -> ``node.event voice.transcript {text, sessionKey?}``; while offline the
   pipeline is told so (status ``offline``), never silently dropped.
 * node commands ``talk.ptt.start|stop|once|cancel`` (declared with the ``talk`` cap).
@@ -24,9 +27,9 @@ import trio
 
 from ..adapters import PlatformAdapter
 from ..agent.commands import CommandContext, CommandRegistry
-from ..agent.connection import Connection
+from ..agent.connection import Connection, GatewayCallError
 from ..agent.status import StatusBoard
-from ..errors import ConnectionLost, GatewayUnreachable, InvokeError
+from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError
 from ..protocol import Event, GenericEvent, HelloOk, TalkMode, VoiceWakeChanged
 from .errors import VoiceError
 from .pipeline import Mode, Transcript, VoicePipeline
@@ -140,20 +143,30 @@ class VoiceExtension:
                 if unsupported:
                     conn.nursery.start_soon(self._report_unsupported, conn, list(unsupported), list(active))
         elif isinstance(body, TalkMode):
-            mode = body.mode if body.mode in _MODES else None
-            if not body.enabled:
-                mode = Mode.DISABLED.value
-            elif mode is None:
-                mode = self.settings.mode if self.settings.mode != Mode.DISABLED.value else Mode.VOICE_WAKE.value
-            log.info("talk.mode: %s", mode)
-            self.pipeline.set_mode(mode)
-            self._publish()
+            self._apply_talk_mode(body)
         elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
             text = _final_reply_text(body.payload, self.settings.session_key)
             if text and self.adapter.speech is not None:
                 conn.nursery.start_soon(self._speak, text)
 
+    async def on_operator_event(self, event: Event) -> None:
+        """An event from the operator link (OpenClaw's ``talk.mode`` goes to operators only).
+        Only ``talk.mode`` is taken from there: wake words come on the node link."""
+        if isinstance(event.body, TalkMode):
+            self._apply_talk_mode(event.body)
+
     # -- helpers --------------------------------------------------------------------------------
+
+    def _apply_talk_mode(self, body: TalkMode) -> None:
+        mode = body.mode if body.mode in _MODES else None
+        if not body.enabled:
+            mode = Mode.DISABLED.value
+        elif mode is None:
+            mode = self.settings.mode if self.settings.mode != Mode.DISABLED.value else Mode.VOICE_WAKE.value
+        log.info("talk.mode %s%s: voice mode %s", "on" if body.enabled else "off",
+                 f" (phase {body.phase})" if body.phase else "", mode)
+        self.pipeline.set_mode(mode)
+        self._publish()
 
     async def _on_transcript(self, transcript: Transcript) -> None:
         conn = self._conn
@@ -166,18 +179,26 @@ class VoiceExtension:
             await conn.node_event("voice.transcript", payload)
         except ConnectionLost as exc:
             raise GatewayUnreachable(f"transcript not delivered: {exc.message}") from None
+        except GatewayCallError as exc:  # e.g. PAIRING_CHANGED: the node surface awaits approval
+            raise GatewayRejected(f"transcript refused: {exc.message}", code=exc.code,
+                                  detail_code=exc.detail_code) from None
         log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
         self._publish()
 
     async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str]) -> None:
         try:
-            await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
+            answer = await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
         except Exception as exc:  # a report is a courtesy: never let it end the connection
-            log.debug("could not report unsupported triggers: %s", exc)
+            log.info("could not report unsupported wake triggers to the gateway: %s", exc)
+            return
+        # OpenClaw 2026.9.6 accepts it as {"ok": true, "handled": false, "reason": "unsupported_event"}.
+        handled = answer.get("handled") if isinstance(answer, dict) else None
+        log.info("reported unsupported wake triggers to the gateway: %s (handled: %s)",
+                 ", ".join(unsupported), "unknown" if handled is None else str(handled).lower())
 
     async def _subscribe(self, conn: Connection) -> None:
         try:
-            await conn.node_event("chat.subscribe", {"sessionKey": self.settings.session_key})
+            await conn.subscribe(self.settings.session_key)
         except Exception as exc:
             log.info("chat.subscribe failed (%s); replies will not be spoken", exc)
 

@@ -407,6 +407,9 @@ class DocumentedGateway:
                 self.invoke_results[params["id"]] = params
                 self._notify()
             await self._respond(conn, rid, payload={"ok": True})
+        elif method == "heartbeat":
+            await self._respond(conn, rid, payload={"ok": True})
+            await self._send_event(conn, "heartbeat", {"timestamp": self.wall_ms()})  # the acknowledgement
         elif method in NODE_METHODS:
             await self._respond(conn, rid, payload={"ok": True})
         else:
