@@ -84,9 +84,10 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     voice = _voice_extension(config, adapter, status) if not pair_mode else None
     if voice is not None:
         voice.register(registry)
+    link = _operator_link(config, voice, store, identity, record, status) if voice is not None else None
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
                   registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out,
-                  extensions=[voice] if voice is not None else None)
+                  extensions=[ext for ext in (voice, link) if ext is not None] or None)
     if pair_mode and out is not None:
         out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
             f"  device id: {identity.fingerprint} ({identity.device_id})\n"
@@ -98,6 +99,8 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         nursery.start_soon(_signals, agent)
         if voice is not None:
             nursery.start_soon(voice.run)
+        if link is not None:
+            nursery.start_soon(link.run)
         if notifier is not None:
             nursery.start_soon(notifier.watchdog_loop)
             notifier.notify(READY="1", STATUS="starting")
@@ -111,6 +114,8 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
                 code = 1
         else:
             code = await agent.run()
+        if link is not None:
+            await link.stop()
         if notifier is not None:
             notifier.notify(STOPPING="1")
         nursery.cancel_scope.cancel()
@@ -127,6 +132,17 @@ def _voice_extension(config: Config, adapter, status):
     from ..voice.extension import VoiceExtension, VoiceSettings
 
     return VoiceExtension(VoiceSettings.from_table(config.voice), adapter, status)
+
+
+def _operator_link(config: Config, voice, store, identity, record, status):
+    """The second, operator-role connection that hears OpenClaw's ``talk.mode`` (which the
+    gateway sends to operators only), when ``[voice] operator_link = true``."""
+    if not voice.settings.operator_link:
+        return None
+    from ..agent.operator_link import OperatorLink
+
+    return OperatorLink(config, store=store, identity=identity, record=record, status=status,
+                        on_event=voice.on_operator_event)
 
 
 def _sd_notifier(status):
