@@ -255,6 +255,10 @@ def validate(config: Config) -> None:
     if config.adapter is not None and config.adapter not in ADAPTERS:
         raise ConfigError(f"adapter must be one of {', '.join(ADAPTERS)}, got {config.adapter!r}")
     check_gateway_url(config.gateway_url, allow_insecure=config.allow_insecure_ws)
+    if config.tls_fingerprint:
+        from .transport import normalize_fingerprint
+
+        normalize_fingerprint(config.tls_fingerprint)  # a malformed pin is a config error now, not at connect
 
 
 def check_gateway_url(url: str, *, allow_insecure: bool = False) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ssl
-from typing import AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -178,12 +178,36 @@ def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> 
         reason = exc.reason
         return ConnectionLost(f"connection closed (code {reason.code if reason else None})",
                               close_code=reason.code if reason else None)
-    if isinstance(exc, ssl.SSLError):
-        return GatewayUnreachable(f"TLS handshake with {where} failed: {exc.reason or exc}")
+    ssl_error = _root_cause(exc, ssl.SSLError)
+    if ssl_error is not None:  # trio wraps it in BrokenResourceError
+        return GatewayUnreachable(f"TLS handshake with {where} failed: {ssl_error.reason or ssl_error}")
     if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
-        detail = getattr(exc, "strerror", None) or type(exc).__name__
-        return GatewayUnreachable(f"cannot reach {where}: {detail}")
+        return GatewayUnreachable(f"cannot reach {where}: {_os_reason(exc)}")
     return None
+
+
+def _root_cause(exc: BaseException, kind: type) -> Any:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The useful words: trio's "all attempts to connect failed" hides them one level down."""
+    if getattr(exc, "strerror", None):
+        return exc.strerror  # type: ignore[attr-defined,return-value]
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons = {getattr(e, "strerror", None) or type(e).__name__ for e in cause.exceptions}
+        return ", ".join(sorted(r for r in reasons if r))
+    if cause is not None and getattr(cause, "strerror", None):
+        return cause.strerror  # type: ignore[attr-defined,return-value]
+    text = str(exc)
+    return text if text and len(text) < 120 else type(exc).__name__
 
 
 def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:

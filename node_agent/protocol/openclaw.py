@@ -292,8 +292,13 @@ def classify_connect_error(error: ErrorShape, inputs: ConnectInputs) -> NodeAgen
     kwargs: dict[str, Any] = dict(code=code, detail_code=detail, details=error.details, retry_after_s=retry_after_s)
     message = error.message or code
 
-    if detail == "PAIRING_REQUIRED" or (code == "NOT_PAIRED" and detail is None):
+    if detail == "PAIRING_REQUIRED" or (code == "NOT_PAIRED" and message.startswith("pairing required")):
         return PairingRequired(message, **kwargs)
+    if code == "NOT_PAIRED" and detail is None and "changed" in message:
+        # "node pairing changed during connect": an approval landed mid-handshake. Nothing for a
+        # person to do; connect again at once and the new pairing state applies.
+        kwargs["retry_after_s"] = 0.25
+        return GatewayRejected(message, retry=Retry.STARTING, **kwargs)
     if detail == "DEVICE_IDENTITY_REQUIRED":
         return LocalProtocolError(f"gateway: {message} (node-agent sent no device identity)")
     if detail == "AUTH_DEVICE_TOKEN_MISMATCH":
