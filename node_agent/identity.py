@@ -172,5 +172,11 @@ async def load_or_create(state_dir: Path, store: SecretStore, *, platform: str, 
     record = IdentityRecord(device_id=identity.device_id, public_key=identity.public_key,
                             instance_id=str(uuid.uuid4()), platform=platform, device_family=device_family,
                             created_at_ms=int(time.time() * 1000))
-    await trio.to_thread.run_sync(write_record, state_dir, record)
+    try:
+        await trio.to_thread.run_sync(write_record, state_dir, record)
+    except OSError as exc:
+        # The key is stored; the next start rebuilds this record from it (see above).
+        raise IdentityError(f"cannot write {state_dir / IDENTITY_FILE}: {exc.strerror or type(exc).__name__}",
+                            hint=f"Make {state_dir} writable by the user the agent runs as, or use "
+                                 "another state directory.") from None
     return identity, record

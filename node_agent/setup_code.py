@@ -37,7 +37,7 @@ def decode_setup_code(text: str) -> SetupCode:
     try:
         raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: JSON nested absurdly deep
         raise ConfigError("the setup code is not valid (expected the base64 text `openclaw qr` prints)") from None
     if not isinstance(data, dict):
         raise ConfigError("the setup code is not valid (not a JSON object)")

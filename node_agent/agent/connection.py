@@ -37,6 +37,7 @@ from ..protocol import (
     ResponseReceived,
     Send,
     Session,
+    State,
     StoreDeviceToken,
 )
 from ..secret import Secret
@@ -101,6 +102,7 @@ class Connection:
 
     async def call(self, method: str, params: Any = None, *, timeout: float = 15.0) -> Any:
         """Make a request and wait for its answer. Raises GatewayCallError on ``ok: false``."""
+        self._check_open(method)
         rid, actions = self.session.request(method, params)
         return await self._await_response(method, rid, actions, timeout)
 
@@ -119,8 +121,16 @@ class Connection:
         return await self.call(method, params, timeout=timeout)
 
     async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
+        self._check_open("node.event")
         rid, actions = self.session.node_event(event, payload)
         return await self._await_response("node.event", rid, actions, timeout)
+
+    def _check_open(self, method: str) -> None:
+        # A task started just before the socket ended (the presence loop, started by on_ready
+        # while the reader finds the close) may run its first step after it: that is the
+        # connection being lost, not an illegal protocol step, and must not crash the agent.
+        if self._ending is not None or self.session.state in (State.CLOSING, State.CLOSED):
+            raise ConnectionLost(f"{method}: the connection has ended")
 
     # -- the run loop -----------------------------------------------------------------------------
 

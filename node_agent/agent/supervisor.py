@@ -257,8 +257,8 @@ class Agent:
             await ext.on_ready(conn, hello)
 
     async def on_store_token(self, token: Secret) -> None:
-        if self._device_token == token:
-            return
+        if self._device_token == token and self.status.get("tokenSaveError") is None:
+            return  # already saved (after a failed save the same token must be written again)
         try:
             await self.store.set(device_token_key(self.config.gateway_url), token)
         except NodeAgentError as exc:

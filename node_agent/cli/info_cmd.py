@@ -79,6 +79,7 @@ def unpair(args: argparse.Namespace) -> int:
     async def _clear() -> None:
         store = await open_store(config.state_dir, backend=config.secret_backend, timeout=config.secret_timeout)
         await store.delete(device_token_key(config.gateway_url))
+        await store.delete(device_token_key(config.gateway_url, role="operator"))  # the voice operator link
         if args.reset_identity:
             await store.delete(DEVICE_KEY)
             (config.state_dir / IDENTITY_FILE).unlink(missing_ok=True)

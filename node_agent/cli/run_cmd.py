@@ -81,9 +81,13 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     status = StatusBoard(config.state_dir, mode="pair" if pair_mode else "run")
     notifier = _sd_notifier(status)
     registry = builtin_registry()
-    voice = _voice_extension(config, adapter, status) if not pair_mode else None
+    voice = _voice_extension(config, adapter, status)
     if voice is not None:
+        # `pair` declares the same commands `run` will: a wider surface later would make the
+        # gateway ask a person to approve the node's commands a second time.
         voice.register(registry)
+    if pair_mode:
+        voice = None  # ...but it does not open the microphone or listen
     link = _operator_link(config, voice, store, identity, record, status) if voice is not None else None
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
                   registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out,

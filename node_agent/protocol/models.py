@@ -35,18 +35,22 @@ class ErrorShape:
 
 @attrs.frozen(kw_only=True)
 class Request:
-    """A request in either direction (the gateway never sends one to a node today)."""
+    """A request in either direction (the gateway never sends one to a node today).
+
+    ``params`` stays out of the ``repr``: our ``connect`` carries the credentials."""
 
     id: str
     method: str
-    params: Any = None
+    params: Any = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(kw_only=True)
 class Response:
+    """``payload`` stays out of the ``repr``: a ``hello-ok`` carries the device token."""
+
     id: str
     ok: bool
-    payload: Any = None
+    payload: Any = attrs.field(default=None, repr=False)
     error: ErrorShape | None = None
 
 

@@ -30,7 +30,7 @@ from ..agent.commands import CommandContext, CommandRegistry
 from ..agent.connection import Connection, GatewayCallError
 from ..agent.status import StatusBoard
 from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError
-from ..protocol import Event, GenericEvent, HelloOk, TalkMode, VoiceWakeChanged
+from ..protocol import Event, GenericEvent, HelloOk, NodePairResolved, TalkMode, VoiceWakeChanged
 from .errors import VoiceError
 from .pipeline import Mode, Transcript, VoicePipeline
 from .settings import VoiceSettings
@@ -52,6 +52,9 @@ class VoiceExtension:
         self._conn: Connection | None = None
         self._reported_unsupported: tuple[str, ...] | None = None
         self._unsupported: list[str] = []
+        # A report the gateway refused because the node's commands await approval
+        # (PAIRING_CHANGED): sent again once they are approved.
+        self._unreported: tuple[list[str], list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"<VoiceExtension {self.pipeline!r} connected={self._conn is not None}>"
@@ -119,6 +122,7 @@ class VoiceExtension:
     async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
         self._conn = conn
         self._reported_unsupported = None  # a new connection hears about them again
+        self._unreported = None
         if self.settings.speak_replies and self.settings.session_key:
             conn.nursery.start_soon(self._subscribe, conn)
 
@@ -144,6 +148,9 @@ class VoiceExtension:
                     conn.nursery.start_soon(self._report_unsupported, conn, list(unsupported), list(active))
         elif isinstance(body, TalkMode):
             self._apply_talk_mode(body)
+        elif isinstance(body, NodePairResolved) and body.approved and self._unreported is not None:
+            unreported, self._unreported = self._unreported, None
+            conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
         elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
             text = _final_reply_text(body.payload, self.settings.session_key)
             if text and self.adapter.speech is not None:
@@ -189,7 +196,11 @@ class VoiceExtension:
         try:
             answer = await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
         except Exception as exc:  # a report is a courtesy: never let it end the connection
-            log.info("could not report unsupported wake triggers to the gateway: %s", exc)
+            pending = isinstance(exc, GatewayCallError) and exc.detail_code == "PAIRING_CHANGED"
+            if pending and self._reported_unsupported == tuple(unsupported):
+                self._unreported = (unsupported, active)
+            log.info("could not report unsupported wake triggers to the gateway%s: %s",
+                     " yet (will once this node's commands are approved)" if pending else "", exc)
             return
         # OpenClaw 2026.9.6 accepts it as {"ok": true, "handled": false, "reason": "unsupported_event"}.
         handled = answer.get("handled") if isinstance(answer, dict) else None

@@ -30,6 +30,10 @@ class VoiceSettings:
     debug_dir: str | None = None
     session_key: str | None = None
     speak_replies: bool = False
+    #: OpenClaw only: a second, operator-role connection for this device (scopes operator.read
+    #: and operator.talk), because the gateway sends ``talk.mode`` to operators only. It needs a
+    #: one-time approval of the role upgrade on the gateway (``openclaw devices approve``).
+    operator_link: bool = False
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> "VoiceSettings":
@@ -45,7 +49,7 @@ class VoiceSettings:
                 values[key] = tuple(values[key])
         if values.get("mode", "voice-wake") not in _MODES:
             raise ConfigError(f"voice.mode must be one of {', '.join(_MODES)}")
-        for key in ("enabled", "speak_replies"):
+        for key in ("enabled", "speak_replies", "operator_link"):
             if key in values and not isinstance(values[key], bool):
                 raise ConfigError(f"voice.{key} must be true or false")
         for key in ("threshold", "refractory_seconds"):
