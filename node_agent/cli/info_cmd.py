@@ -35,6 +35,10 @@ def status(args: argparse.Namespace) -> int:
         print(f"pairing:   waiting for approval: openclaw devices approve {pairing['requestId']}")
     if data.get("surface") == "pending":
         print("commands:  awaiting approval: openclaw nodes pending; openclaw nodes approve <requestId>")
+    link = data.get("operatorLink") or {}
+    if isinstance(link, dict) and link.get("state"):
+        pending = (link.get("pairing") or {}).get("requestId")
+        print(f"operator link: {link['state']}" + (f" (approve: openclaw devices approve {pending})" if pending else ""))
     if data.get("voiceWakeTriggers") is not None:
         print(f"wake words: {', '.join(data['voiceWakeTriggers']) or '(none)'}")
     if data.get("voice"):

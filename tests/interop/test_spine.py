@@ -48,8 +48,22 @@ async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir:
                          extra=["--display-name", name])
     device_id = await identity_of(state_dir)
     await pair(operator, device_id)
-    await agent.wait_log(r"the gateway approved this node's commands", timeout=30)
+    await surface_approved(state_dir)
     return agent, device_id
+
+
+async def surface_approved(state_dir: Path, timeout: float = 30.0) -> None:
+    # The status file, not a log line: an approval that lands between two connects is never
+    # announced on a live socket, but the next presence heartbeat succeeds and says so.
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                status = json.loads((state_dir / "status.json").read_text())
+            except (OSError, ValueError):
+                status = {}
+            if status.get("surface") == "approved" and status.get("state") == "connected":
+                return
+            await trio.sleep(0.05)
 
 
 async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, operator, tmp_path):
