@@ -55,6 +55,17 @@ class ClientInfo:
     mode: str = CLIENT_MODE
 
 
+def client_object(client: ClientInfo) -> dict:
+    """``connect.params.client``: required keys always, optional ones only when set (the
+    gateway's schema is closed and rejects ``null``)."""
+    obj = {"id": client.id, "version": client.version, "platform": client.platform, "mode": client.mode}
+    for key, value in (("displayName", client.display_name), ("deviceFamily", client.device_family),
+                       ("modelIdentifier", client.model_identifier), ("instanceId", client.instance_id)):
+        if value:
+            obj[key] = value
+    return obj
+
+
 @attrs.frozen(kw_only=True)
 class Credentials:
     """What we can authenticate with. The handshake picks in this order: device token,

@@ -67,7 +67,7 @@ from ..errors import (
 from ..secret import Secret
 from . import convert
 from .actions import Action, Close, ForgetDeviceToken, LogProblem, PairingPending, Ready, Send, StoreDeviceToken
-from .dialect import ConnectInputs
+from .dialect import ConnectInputs, client_object
 from .documented_models import (
     DOCUMENTED_EVENTS,
     DevicePairRequested,
@@ -391,12 +391,7 @@ def build_connect_params(inputs: ConnectInputs, *, device_token: Secret | None) 
     add the node's ``caps``/``commands``/``permissions`` (a node is useless without them).
     Optional fields are omitted, never ``null``."""
     client = inputs.client
-    client_obj: dict[str, Any] = {"id": client.id, "version": client.version, "platform": client.platform,
-                                  "mode": client.mode}
-    for key, value in (("displayName", client.display_name), ("deviceFamily", client.device_family),
-                       ("modelIdentifier", client.model_identifier), ("instanceId", client.instance_id)):
-        if value:
-            client_obj[key] = value
+    client_obj = client_object(client)
     creds = inputs.credentials
     # One credential, most specific first: a device token proves this device was paired; the
     # shared token (the pages' "bearer token") or a password only lets us ask to be paired.

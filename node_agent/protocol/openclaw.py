@@ -29,7 +29,7 @@ from ..errors import (
 from ..secret import Secret
 from . import convert
 from .actions import Action, Close, ForgetDeviceToken, LogProblem, PairingPending, Ready, Send, StoreDeviceToken
-from .dialect import ConnectInputs
+from .dialect import ConnectInputs, client_object
 from .models import (
     ConnectChallenge,
     ErrorShape,
@@ -226,12 +226,7 @@ def parse_hello(payload: Any) -> HelloOk:
 def build_connect_params(inputs: ConnectInputs, challenge: ConnectChallenge) -> dict[str, Any]:
     """The exact ``connect`` params: closed schema, so only known keys and no ``null``."""
     client = inputs.client
-    client_obj: dict[str, Any] = {"id": client.id, "version": client.version, "platform": client.platform,
-                                  "mode": client.mode}
-    for key, value in (("displayName", client.display_name), ("deviceFamily", client.device_family),
-                       ("modelIdentifier", client.model_identifier), ("instanceId", client.instance_id)):
-        if value:
-            client_obj[key] = value
+    client_obj = client_object(client)
 
     creds = inputs.credentials
     auth: dict[str, str] = {}
