@@ -25,10 +25,7 @@ import functools
 import sys
 from typing import Any, Callable, TypeVar
 
-import keyring
-import keyring.errors
 import trio
-from keyring.backends import chainer, fail, null
 
 from ..errors import SecretStoreError
 from ..secret import Secret
@@ -68,7 +65,7 @@ class KeyringStore:
         def delete(kr: Any) -> None:
             try:
                 kr.delete_password(self.service, key)
-            except keyring.errors.PasswordDeleteError:
+            except _keyring().errors.PasswordDeleteError:
                 # Backends raise this both for "not found" and for real failures (macOS uses
                 # one error for everything), so look: only a key that is still there is a failure.
                 if kr.get_password(self.service, key) is not None:
@@ -102,12 +99,23 @@ class KeyringStore:
             raise err from exc
 
     def _run(self, op: Callable[[Any], T]) -> T:
-        backend = self._backend if self._backend is not None else keyring.get_keyring()
+        backend = self._backend if self._backend is not None else _keyring().get_keyring()
         _require_usable(backend)
         return op(backend)
 
 
+def _keyring() -> Any:
+    # Imported on first use, in the worker thread: `keyring` and its backend discovery cost
+    # ~25 ms at start-up, which an agent on the file store never needs to pay.
+    import keyring
+    import keyring.errors
+
+    return keyring
+
+
 def _require_usable(backend: Any) -> None:
+    from keyring.backends import chainer, fail, null
+
     empty_chain = isinstance(backend, chainer.ChainerBackend) and not backend.backends
     if isinstance(backend, (fail.Keyring, null.Keyring)) or empty_chain:
         raise SecretStoreError(f"no usable OS keyring (keyring chose {_describe(backend)}{_NO_KEYRING_WHY})",
