@@ -178,8 +178,14 @@ async def test_a_wake_and_a_command_become_voice_transcript_and_start_an_agent_r
             assert lifecycle["sessionKey"] == chat["sessionKey"] == "agent:main:main"
             assert chat["runId"] == lifecycle["runId"] and chat["errorMessage"]
             print(f"\n[interop] agent run {chat['runId']} for the transcript: {chat['errorMessage']}")
-            status = await trio.to_thread.run_sync(agent.status)
-            assert status["voice"]["transcriptCount"] == 1 and status["voice"]["lastResult"]["status"] == "queued"
+            # status.json is refreshed every 2 s by the voice extension: give it one refresh.
+            with trio.fail_after(10):
+                while True:
+                    status = await trio.to_thread.run_sync(agent.status)
+                    if status.get("voice", {}).get("transcriptCount") == 1:
+                        break
+                    await trio.sleep(0.2)
+            assert status["voice"]["lastResult"]["status"] == "queued"
         finally:
             agent.kill()
 
