@@ -125,17 +125,10 @@ def read_record(state_dir: Path) -> IdentityRecord | None:
 
 
 def write_record(state_dir: Path, record: IdentityRecord) -> None:
+    from .secrets._atomic import atomic_write  # the same crash-safe write the secret file uses
+
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / IDENTITY_FILE
-    tmp = path.with_name(f".{IDENTITY_FILE}.{os.getpid()}.tmp")
-    data = (json.dumps(record.to_json(), indent=2) + "\n").encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(state_dir / IDENTITY_FILE, (json.dumps(record.to_json(), indent=2) + "\n").encode())
 
 
 async def load_or_create(state_dir: Path, store: SecretStore, *, platform: str, device_family: str,

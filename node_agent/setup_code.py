@@ -47,5 +47,5 @@ def decode_setup_code(text: str) -> SetupCode:
     expires = data.get("expiresAtMs")
     fingerprint = data.get("tlsFingerprint") or data.get("fingerprint")
     return SetupCode(url=url, bootstrap_token=Secret(token),
-                     expires_at_ms=expires if isinstance(expires, int) else None,
+                     expires_at_ms=expires if isinstance(expires, int) and not isinstance(expires, bool) else None,
                      tls_fingerprint=fingerprint if isinstance(fingerprint, str) else None)

@@ -59,6 +59,12 @@ class WebSocketTransport:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         with contextlib.suppress(trio.BrokenResourceError, OSError, trio_websocket.ConnectionClosed):
             await self._ws.aclose(code, reason)
+        # When the peer vanished without a close frame (a crashed gateway), trio-websocket records
+        # 1006 and its aclose returns at once, leaving the TCP socket open until garbage
+        # collection: one socket per gateway crash. Close it ourselves (a no-op if already closed).
+        stream = getattr(self._ws, "_stream", None)
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
 
     @property
     def close_code(self) -> int | None:
@@ -75,7 +81,10 @@ def _map_closed():
         code = reason.code if reason is not None else None
         text = reason.reason if reason is not None else None
         if code == 1009:
-            raise RemoteProtocolError("gateway sent a message larger than the agent accepts (close 1009)") from None
+            # trio-websocket does not say which side closed: ours (an inbound message over
+            # MAX_MESSAGE_SIZE) or the gateway's (one of ours over its maxPayload).
+            raise RemoteProtocolError("a message exceeded the size limit (close 1009): the gateway sent one "
+                                      "over 32 MiB, or refused one of ours") from None
         raise ConnectionLost(f"connection closed (code {code}{', ' + text if text else ''})",
                              close_code=code, close_reason=text) from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -43,7 +43,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,15 @@ def _parse_output(text: str) -> Any:
     return text
 
 
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into ``base`` in place; nested mappings merge, anything else replaces."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = strip_ansi(path.read_text(errors="replace"))
@@ -217,8 +226,14 @@ class RealGateway:
         install: Path | None = None,
         start_timeout: float = 60.0,
         keep_run_dir: bool = False,
+        extra_config: Mapping[str, Any] | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``extra_config`` is deep-merged into the generated ``openclaw.json`` (e.g. limits for a
+        benchmark); ``extra_env`` is added to the gateway's (and the CLI's) environment."""
         self.install = Path(install) if install is not None else install_dir()
+        self.extra_config: dict[str, Any] = dict(extra_config or {})
+        self.extra_env: dict[str, str] = dict(extra_env or {})
         self.auto_approve_local = auto_approve_local
         self.allow_commands: tuple[str, ...] = tuple(
             dict.fromkeys([*DEFAULT_ALLOW_COMMANDS, *extra_allow_commands])
@@ -336,6 +351,7 @@ class RealGateway:
                 "OC_GUARD_LOG": str(self.blocked_egress_log),
             }
         )
+        env.update(self.extra_env)
         return env
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -474,6 +490,7 @@ class RealGateway:
             "models": {"catalogRefresh": {"enabled": False}},
             "logging": {"file": str(self.run_dir / "gateway-file.log")},
         }
+        _deep_merge(config, self.extra_config)
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
         self.config_path.chmod(0o600)
 
