@@ -162,13 +162,71 @@ async def _connect(nursery: trio.Nursery, host: str, port: int, resource: str, c
                             hint="if the gateway's certificate was replaced on purpose, update tls_fingerprint")
                 stream = ssl_stream
             host_header = host if port in (80, 443) else f"{host}:{port}"
-            return await trio_websocket.wrap_client_stream(nursery, stream, host_header, resource,
-                                                           message_queue_size=1, max_message_size=max_message_size)
+            return await _upgrade(nursery, stream, host_header, resource, max_message_size)
     except BaseException as exc:
         error = _translate(exc, f"{host}:{port}", connect_timeout)
         if error is None:
             raise
         raise error from None
+
+
+class _WatchedStream(trio.abc.Stream):
+    """Passes everything through and notes when the peer is gone (EOF, reset, broken pipe)."""
+
+    def __init__(self, inner: trio.abc.Stream):
+        self.inner = inner
+        self.gone = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.inner.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.gone.set()
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.inner.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.gone.set()
+            raise
+        if not data:
+            self.gone.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class UpgradeInterrupted(GatewayUnreachable):
+    """The connection ended during the WebSocket upgrade (a gateway dying or starting)."""
+
+
+async def _upgrade(nursery: trio.Nursery, stream: trio.abc.Stream, host_header: str, resource: str,
+                   max_message_size: int) -> trio_websocket.WebSocketConnection:
+    # trio-websocket waits for the upgrade response forever if the peer hangs up before sending
+    # it (its reader just stops): without this race a reset mid-upgrade cost the whole connect
+    # timeout, 10 s, before the next attempt.
+    watched = _WatchedStream(stream)
+    result: list[trio_websocket.WebSocketConnection] = []
+    async with trio.open_nursery() as race:
+        async def upgrade() -> None:
+            result.append(await trio_websocket.wrap_client_stream(
+                nursery, watched, host_header, resource, message_queue_size=1, max_message_size=max_message_size))
+            race.cancel_scope.cancel()
+
+        async def watch() -> None:
+            await watched.gone.wait()
+            race.cancel_scope.cancel()
+
+        race.start_soon(upgrade)
+        race.start_soon(watch)
+    if not result:
+        raise UpgradeInterrupted(f"connection to {host_header} ended during the WebSocket upgrade")
+    return result[0]
 
 
 def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> Exception | None:
@@ -235,9 +293,11 @@ def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:
     translated = [_translate(e, where) for e in leaves]
     if not translated or any(t is None for t in translated):
         return None
-    # Prefer our own, most specific error (raised in the body) over the reader task's echo of it.
-    ours = [t for t, e in zip(translated, leaves) if t is e]
-    return (ours or translated)[0]
+    # An HTTP refusal (503 "admission closed") says more than our "ended during the upgrade";
+    # otherwise prefer our own, most specific error over the reader task's echo of it.
+    rejected = [t for t, e in zip(translated, leaves) if isinstance(e, trio_websocket.ConnectionRejected)]
+    ours = [t for t, e in zip(translated, leaves) if t is e and not isinstance(e, UpgradeInterrupted)]
+    return (rejected or ours or translated)[0]
 
 
 class PingTimeout(ConnectionLost):
