@@ -21,8 +21,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ..secret import Secret
-from ..service.manage import ServiceError, ServiceManager, current_platform, default_argv, render
 from ..service.spec import TOKEN_ENV_VAR, Platform, Scope
 
 #: Metavars that mark an option's value as a path (the main CLI's convention).
@@ -96,6 +94,8 @@ def run_flags(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the parsed ``service`` command; returns the process exit status."""
+    from ..service.manage import ServiceError
+
     try:
         return _run(args)
     except ServiceError as exc:
@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..secret import Secret
+    from ..service.manage import ServiceError, ServiceManager, current_platform, default_argv, render
+
     action = args.service_action
     platform = (Platform(args.service_platform) if getattr(args, "service_platform", None)
                 else current_platform())

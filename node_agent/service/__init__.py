@@ -6,9 +6,19 @@ module that writes files or runs commands; :mod:`.sd_notify` is the only one the
 daemon imports.
 """
 
-from .manage import ServiceError, ServiceManager, current_platform, default_argv, render
-from .sd_notify import SdNotify
 from .spec import EXIT_FATAL, LAUNCHD_LABEL, SERVICE_NAME, TOKEN_ENV_VAR, Platform, Scope, ServiceSpec
+
+_LAZY = {"ServiceError": "manage", "ServiceManager": "manage", "current_platform": "manage",
+         "default_argv": "manage", "render": "manage", "SdNotify": "sd_notify"}
+
+
+def __getattr__(name: str):
+    # `manage` pulls in Trio and subprocess helpers; building the CLI parser must not pay for it.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(name)
 
 __all__ = [
     "EXIT_FATAL",
