@@ -242,6 +242,9 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
         for agent in agents:
             agent.request_stop()
     result["stop_all_s"] = time.monotonic() - t_stop
+    # Crashes while stopping count too (a close frame crossing a gateway ping can hit
+    # trio-websocket's pong-while-closing bug).
+    result["crashed_incl_stop"] = dict(CRASHES)
     if args.rounds > 1:
         # Round 2: the same devices, now paired (device tokens in their stores): a fleet coming back.
         await trio.sleep(2)
@@ -265,6 +268,7 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
             }
             for agent in agents:
                 agent.request_stop()
+        result["paired"]["crashed_incl_stop"] = dict(CRASHES)
     return result
 
 
@@ -363,7 +367,7 @@ def main() -> None:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["n"], "failed"] + [""] * 9)
+            rows.append([r["n"], "failed"] + [""] * 10)
             continue
         allc = r["all_connected_s"]
         rows.append([
@@ -379,6 +383,7 @@ def main() -> None:
             "yes" if r["per_agent_mib"] <= TARGET_MIB_PER_AGENT else "NO",
             f"{r['idle_cpu_pct_of_core']:.2f} % ({r['idle_cpu_s']:.2f} s / {r['idle_window_s']:.0f} s)",
             f"{r['gateway_rss_before_mib']:.0f} -> {r['gateway_rss_after_mib']:.0f}",
+            str(len(r.get("crashed_incl_stop") or {}) + len((r.get("paired") or {}).get("crashed_incl_stop") or {})),
         ])
     budget = args.preauth_budget or "default (32)"
     limit = lambda k: f"at most {k} in handshake at once" if k > 0 else "all at once"  # noqa: E731
@@ -387,7 +392,8 @@ def main() -> None:
           f"target <= {TARGET_MIB_PER_AGENT} MiB per agent at 500")
     C.print_table(["N", "all connected (new devices), s", "per-agent p50 / p99, s", "connect attempts",
                    "our CPU during connect, s", "all connected again (paired), s", "process RSS, MiB",
-                   "RSS per agent, MiB", "<= 2 MiB", f"idle CPU over {args.idle:g} s", "gateway RSS, MiB"], rows)
+                   "RSS per agent, MiB", "<= 2 MiB", f"idle CPU over {args.idle:g} s", "gateway RSS, MiB",
+                   "agents crashed (incl. stop)"], rows)
     print(f"load average: {C.machine_info()['loadavg']} (2-core machine; other work adds noise)")
     C.emit_json("many_agents", {"machine": C.machine_info(), "preauth_budget": args.preauth_budget,
                                 "target_mib_per_agent": TARGET_MIB_PER_AGENT, "sizes": results})

@@ -109,8 +109,11 @@ def rows_for(results: dict[str, dict[str, Any]], cmds: dict[str, str]) -> list[l
             allc = r.get("all_connected_s")
             rows.append([f"{r['n']} agents in one process: RSS per agent", f"{r['per_agent_mib']:.2f} MiB", "-", "-",
                          TARGETS["many"], cmds["many_agents"]])
+            value = fmt(allc, "{:.0f}", " s")
+            if allc is not None and r.get("gateway_cpu_s") is not None:
+                value += f" (gateway-bound: our CPU {r['cpu_during_connect_s']:.1f} s, gateway's {r['gateway_cpu_s']:.0f} s)"
             rows.append([f"{r['n']} agents: all connected (new devices, <= 32 handshakes in flight)",
-                         fmt(allc, "{:.1f}", " s"), "-", "-", "", cmds["many_agents"]])
+                         value, "-", "-", "", cmds["many_agents"]])
     ic = results.get("import_cost")
     if ic:
         rows.append(["python + run-path imports, spawn -> exit", fmt(med(ic, "run_path_imports_s"), "{:.2f}", " s"),

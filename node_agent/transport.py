@@ -241,6 +241,10 @@ def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> 
         return GatewayUnreachable(f"gateway refused the WebSocket upgrade (HTTP {status}{': ' + body if body else ''})")
     if isinstance(exc, trio_websocket.HandshakeError):
         return GatewayUnreachable(f"WebSocket upgrade to {where} failed ({type(exc).__name__})")
+    if type(exc).__name__ == "LocalProtocolError" and type(exc).__module__.startswith("wsproto"):
+        # trio-websocket's reader answers a ping after we started closing (upstream
+        # python-trio/trio-websocket#184): the socket is going away anyway.
+        return ConnectionLost(f"connection closing ({exc})")
     if isinstance(exc, trio_websocket.ConnectionClosed):
         reason = exc.reason
         return ConnectionLost(f"connection closed (code {reason.code if reason else None})",

@@ -62,3 +62,18 @@ def test_rate_limited_backs_off_long_and_honours_the_hint():
     assert [p.next_delay(rate, 0) for _ in range(5)] == [30, 60, 120, 240, 300]
     hinted = GatewayRejected("slow down", code="X", retry=Retry.RATE_LIMITED, retry_after_s=900)
     assert policy().next_delay(hinted, 0) == 900
+
+
+def test_recovery_retries_are_spread_so_a_fleet_does_not_return_in_lock_step():
+    for u, expected in ((0.0, 0.25), (0.5, 0.5), (1.0, 0.75)):
+        p = policy(u)
+        p.lost(0.0)
+        assert p.next_delay(GatewayUnreachable("refused"), 1.0) == pytest.approx(expected)
+
+
+def test_handshake_failures_during_recovery_fall_back_to_exponential():
+    p = policy()
+    p.lost(0.0)
+    stalled = ConnectionLost("gateway sent no connect response within 15 s")
+    assert [p.next_delay(stalled, 1.0 + i) for i in range(4)] == [0.5, 0.5, 1, 2]
+    assert p.next_delay(GatewayUnreachable("refused"), 10.0) == 0.5  # a refused connect stays cheap

@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shell_scripts() -> list[Path]:
     scripts = sorted((REPO / "packaging").rglob("*.sh")) + sorted((REPO / "scripts").rglob("*.sh"))
+    scripts += sorted((REPO / "bench").rglob("*.sh"))
+    # Extension-less entry points: the README's commands, CI, and the helpers they call.
+    scripts += [REPO / name for name in ("scripts/run", "scripts/test", "scripts/bootstrap", "scripts/fuzz",
+                                         ".ci/run") if (REPO / name).exists()]
     in_netns = REPO / "scripts" / "in-netns"
     if in_netns.is_file():
         scripts.append(in_netns)

@@ -61,3 +61,15 @@ async def run_against_closed_port() -> GatewayUnreachable:
         async with open_transport(f"ws://127.0.0.1:{port}"):
             pass
     return info.value
+
+
+def test_trio_websocket_pong_while_closing_bug_is_a_lost_connection_not_a_crash():
+    # python-trio/trio-websocket#184: its reader raises wsproto's LocalProtocolError when it
+    # answers a ping after our close began; that must not escape as an unknown exception.
+    from wsproto.utilities import LocalProtocolError
+
+    from node_agent.errors import ConnectionLost
+    from node_agent.transport import _translate_group
+
+    group = ExceptionGroup("reader", [LocalProtocolError("Event Pong cannot be sent in state LOCAL_CLOSING")])
+    assert isinstance(_translate_group(group, "127.0.0.1:1"), ConnectionLost)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from ..errors import NodeAgentError, Retry
+from ..errors import GatewayUnreachable, NodeAgentError, Retry
 
 
 class ReconnectPolicy:
@@ -39,12 +39,14 @@ class ReconnectPolicy:
         self._attempt = 0
         self._rate_attempt = 0
         self._lost_at: float | None = None
+        self._handshake_failures = 0
 
     def connected(self, now: float) -> None:
         """A connection reached hello-ok: the next failure starts the schedule afresh."""
         self._attempt = 0
         self._rate_attempt = 0
         self._lost_at = None
+        self._handshake_failures = 0
 
     def lost(self, now: float) -> None:
         """A connection that had reached hello-ok ended: enter recovery."""
@@ -67,13 +69,26 @@ class ReconnectPolicy:
             return max(self._jittered(base), hint or 0.0)
         if retry is Retry.SERVER_RESTART:
             self._lost_at = now if self._lost_at is None else self._lost_at
-            return hint if hint is not None else self.recovery_delay
+            return hint if hint is not None else self._recovery()
         # TRANSIENT
         if self._lost_at is not None and now - self._lost_at < self.recovery_window:
-            return self.recovery_delay
+            # Fast retries suit a refused connect (the gateway is not up yet: cheap to ask again).
+            # A failure *after* the socket opened (handshake timeout, closed mid-handshake) means
+            # an overloaded gateway: after two of those, fall through to the exponential schedule
+            # instead of joining a synchronised storm.
+            if isinstance(error, GatewayUnreachable):
+                return self._recovery()
+            self._handshake_failures += 1
+            if self._handshake_failures <= 2:
+                return self._recovery()
         base = min(self.initial * self.factor ** self._attempt, self.maximum)
         self._attempt += 1
         return max(min(self._jittered(base), self.maximum), hint or 0.0)
+
+    def _recovery(self) -> float:
+        # Spread over [0.5, 1.5] x recovery_delay: a fleet that lost the same gateway at the same
+        # moment must not come back at the same moment.
+        return self.recovery_delay * (0.5 + self._rng())
 
     def _jittered(self, base: float) -> float:
         return base * (1 - self.jitter + 2 * self.jitter * self._rng())

@@ -144,8 +144,11 @@ class Agent:
             if self._device_token is None and not self._token_loaded:
                 self._device_token = await self.store.get(device_token_key(self.config.gateway_url))
                 self._token_loaded = True
+            last_message: str | None = None
             while True:
                 error = await self._attempt()
+                if self.status.get("state") == "connected" or error.retry is Retry.SERVER_RESTART:
+                    last_message = None  # a new streak starts after a good connection
                 if self._stopping or self._paired.is_set():
                     break
                 now = trio.current_time()
@@ -159,8 +162,13 @@ class Agent:
                     break
                 self.status.update(state="pairing" if error.retry is Retry.PAIRING_PENDING else "waiting",
                                    lastError=error.message, retryInSeconds=round(delay, 2))
-                log_fn = log.info if error.retry in (Retry.PAIRING_PENDING, Retry.SERVER_RESTART) else log.warning
-                log_fn("%s; retrying in %.1f s", error.message, delay)
+                # One warning per streak of the same failure; the repeats go to debug (a gateway
+                # restart is ~15 refused connects, and that is one event for a person).
+                repeat = error.message == last_message
+                last_message = error.message
+                quiet = error.retry in (Retry.PAIRING_PENDING, Retry.SERVER_RESTART)
+                log.log(logging.DEBUG if repeat else logging.INFO if quiet else logging.WARNING,
+                        "%s; retrying in %.1f s", error.message, delay)
                 await trio.sleep(delay)
         self.status.close(state="stopped" if code == EXIT_OK else "error")
         return code

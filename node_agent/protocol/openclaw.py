@@ -13,6 +13,7 @@ supervisor acts on (see :func:`classify_connect_error`).
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Callable, Mapping
 
 from ..errors import (
@@ -214,8 +215,9 @@ def parse_hello(payload: Any) -> HelloOk:
             max_buffered_bytes=_int(policy_raw.get("maxBufferedBytes"), None),
             tick_interval_ms=_int(policy_raw.get("tickIntervalMs"), 30_000),
         ),
-        methods=frozenset(m for m in features.get("methods") or () if isinstance(m, str)),
-        events=frozenset(e for e in features.get("events") or () if isinstance(e, str)),
+        # Interned: every connection gets the same ~530 names; one copy per process, not per agent.
+        methods=frozenset(sys.intern(m) for m in features.get("methods") or () if isinstance(m, str)),
+        events=frozenset(sys.intern(e) for e in features.get("events") or () if isinstance(e, str)),
         snapshot=dict(payload["snapshot"]) if isinstance(payload.get("snapshot"), Mapping) else {},
     )
 
