@@ -13,7 +13,6 @@ gateway's own timeout); on timeout, cancel or a crash it is answered with ``ok: 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any, Callable, Protocol
@@ -308,15 +307,7 @@ class Connection:
 
 
 def _invoke_params(request: NodeInvokeRequest) -> dict[str, Any]:
-    if request.params_json:
-        try:
-            value = json.loads(request.params_json)
-        except ValueError:
-            raise InvokeError("INVALID_REQUEST", "paramsJSON is not valid JSON") from None
-    else:
-        value = request.params
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvokeError("INVALID_REQUEST", "params must be a JSON object")
-    return value
+    try:
+        return request.arguments()
+    except ValueError as exc:
+        raise InvokeError("INVALID_REQUEST", str(exc)) from None

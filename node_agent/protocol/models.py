@@ -10,6 +10,7 @@ Event class names follow the wire: ``voicewake.changed`` -> :class:`VoiceWakeCha
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import attrs
@@ -124,6 +125,21 @@ class NodeInvokeRequest(EventBody):
     params: Any = None
     timeout_ms: int | None = None
     idempotency_key: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The command's parameters as an object (``paramsJSON`` decoded; older hosts sent
+        ``params``). Raises ValueError with a one-line reason when they are not an object."""
+        value = self.params
+        if self.params_json:
+            try:
+                value = json.loads(self.params_json)
+            except (ValueError, RecursionError):
+                raise ValueError("paramsJSON is not valid JSON") from None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("params must be a JSON object")
+        return value
 
 
 @attrs.frozen(kw_only=True)
