@@ -70,6 +70,23 @@ class GatewayCallError(NodeAgentError):
         self.method, self.code, self.detail_code = method, code, detail_code
 
 
+async def retry_while_settling(send: Callable[[], Any], *, attempts: int = 6, delay: float = 0.5) -> Any:
+    """Call ``send`` again while the gateway answers ``PAIRING_CHANGED``.
+
+    Right after ``node.pair.resolved: approved`` the real gateway can still refuse node methods
+    for a moment ("node pairing changed before request dispatch"): the approval is broadcast
+    before the live session picks it up. Use this for the first calls after an approval only; a
+    surface that is really pending keeps refusing and the last refusal is raised.
+    """
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except GatewayCallError as exc:
+            if exc.detail_code != "PAIRING_CHANGED" or attempt == attempts - 1:
+                raise
+            await trio.sleep(delay)
+
+
 class Connection:
     def __init__(self, session: Session, transport: Any, hooks: ConnectionHooks, registry: CommandRegistry,
                  command_context: Callable[[], CommandContext], *, ping_interval: float | None = 20.0,

@@ -13,6 +13,7 @@ fans events out to extensions (the voice pipeline) through :class:`AgentExtensio
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -45,7 +46,7 @@ from ..secret import Secret
 from ..secrets.base import SecretStore, device_token_key
 from .backoff import ReconnectPolicy
 from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats
-from .connection import Connection, GatewayCallError
+from .connection import Connection, GatewayCallError, retry_while_settling
 from .status import StatusBoard
 
 log = logging.getLogger("node_agent.agent")
@@ -116,6 +117,7 @@ class Agent:
         self._stop_scope = trio.CancelScope()
         self._stopping = False
         self._conn: Connection | None = None
+        self._approved_on: Connection | None = None  # the connection that saw its surface approved
         self._started_at = time.time()
         self.connections = 0
         self.status.update(state="starting", gateway=config.gateway_url, deviceId=identity.device_id,
@@ -324,8 +326,9 @@ class Agent:
         elif isinstance(body, NodePairResolved):
             mine = body.node_id in (None, self.identity.device_id, conn.session.hello and conn.session.hello.node_id)
             if body.approved and body.token is None and mine:
+                self._approved_on = conn
                 log.info("the gateway approved this node's commands")
-                conn.nursery.start_soon(self._send_presence, conn, "manual")
+                conn.nursery.start_soon(functools.partial(self._send_presence, conn, "manual", settle=True))
         elif isinstance(body, UnknownEvent):
             log.debug("unknown event %s ignored", event.name)
         for ext in self.extensions:
@@ -340,14 +343,21 @@ class Agent:
             trigger = "background"
             await trio.sleep(self.config.heartbeat_interval)
 
-    async def _send_presence(self, conn: Connection, trigger: str) -> None:
+    async def _send_presence(self, conn: Connection, trigger: str, *, settle: bool = False) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
                                    "version": __version__, "platform": self.record.platform,
                                    "deviceFamily": self.record.device_family}
         try:
-            await conn.node_event("node.presence.alive", payload)
+            if settle:
+                await retry_while_settling(lambda: conn.node_event("node.presence.alive", payload))
+            else:
+                await conn.node_event("node.presence.alive", payload)
         except GatewayCallError as exc:
             if exc.detail_code == "PAIRING_CHANGED":
+                if not settle and self._approved_on is conn:
+                    # Refused in flight while the approval arrived: try again, patiently.
+                    conn.nursery.start_soon(functools.partial(self._send_presence, conn, trigger, settle=True))
+                    return
                 self._surface_pending()
                 return
             log.info("presence heartbeat refused: %s", exc.message)

@@ -186,7 +186,10 @@ async def approve_node(operator: Operator, device_id: str, timeout: float = 30.0
     """Stage 2: the node surface, from ``node.pair.list`` or a ``node.pair.requested`` event."""
     with trio.fail_after(timeout):
         while True:
-            pending = [p for p in await operator.pending_nodes() if _mine(device_id)(p)]
+            pairs = await operator.node_pairs()
+            if any(_mine(device_id)(p) for p in pairs.get("paired", [])):
+                return  # already approved (a request can be resolved before we look)
+            pending = [p for p in pairs.get("pending", []) if _mine(device_id)(p)]
             if pending:
                 await operator.approve_node(pending[0]["requestId"])
                 return
