@@ -8,8 +8,9 @@ stdin or an environment variable, never inside a script or a shell command line.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -46,3 +47,19 @@ def stderr_tail(result: ProcessResult, limit: int = 200) -> str:
     """The last bit of a helper's stderr, for a log line or an error message."""
     text = result.stderr.decode("utf-8", "replace").strip()
     return text[-limit:]
+
+
+async def notify_or_log(tool: str, delivered_as: str, attempt: Callable[[], Awaitable[ProcessResult]],
+                        title: str, body: str, log: logging.Logger) -> str:
+    """Show a notification with a platform tool; when the tool is missing, fails or hangs, the
+    notification still reaches a person through the log. Returns how it was delivered."""
+    try:
+        result = await attempt()
+        if result.returncode == 0:
+            return delivered_as
+        log.info("%s failed (exit %s: %s); logging the notification instead", tool, result.returncode,
+                 stderr_tail(result))
+    except (OSError, trio.TooSlowError) as exc:
+        log.info("%s unusable (%s); logging the notification instead", tool, type(exc).__name__)
+    log.warning("notification: %s: %s", title, body)
+    return "log"

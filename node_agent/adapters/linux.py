@@ -8,7 +8,7 @@ import shutil
 
 import trio
 
-from ._process import ProcessRunner, run_process, stderr_tail
+from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
 from .base import PlatformAdapter, SpeechError
 from .indicator import ConsoleIndicator
 
@@ -18,21 +18,18 @@ _ESPEAK_ERROR = re.compile(rb"^error:", re.MULTILINE)
 
 
 class LinuxNotifier:
+    def __init__(self, *, runner: ProcessRunner = run_process):
+        self._run = runner
+
     async def notify(self, title: str, body: str, *, priority: str | None = None) -> str:
         exe = shutil.which("notify-send")
-        if exe:
-            urgency = {"timeSensitive": "critical", "active": "normal", "passive": "low"}.get(priority or "", "normal")
-            try:
-                with trio.fail_after(5):
-                    result = await trio.run_process([exe, "-u", urgency, "--", title, body],
-                                                    check=False, capture_stdout=True, capture_stderr=True)
-                if result.returncode == 0:
-                    return "notify-send"
-                log.info("notify-send failed (exit %s); logging the notification instead", result.returncode)
-            except (OSError, trio.TooSlowError) as exc:
-                log.info("notify-send unusable (%s); logging the notification instead", type(exc).__name__)
-        log.warning("notification: %s: %s", title, body)
-        return "log"
+        if not exe:
+            log.warning("notification: %s: %s", title, body)
+            return "log"
+        urgency = {"timeSensitive": "critical", "active": "normal", "passive": "low"}.get(priority or "", "normal")
+        return await notify_or_log("notify-send", "notify-send",
+                                   lambda: self._run([exe, "-u", urgency, "--", title, body], timeout_s=5),
+                                   title, body, log)
 
 
 class EspeakSpeech:

@@ -16,7 +16,7 @@ import logging
 
 import trio
 
-from ._process import ProcessRunner, run_process, stderr_tail
+from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
 from .base import PlatformAdapter, SpeechError
 from .indicator import ConsoleIndicator
 
@@ -54,16 +54,9 @@ class MacNotifier:
         return [self.osascript, "-e", script]
 
     async def notify(self, title: str, body: str, *, priority: str | None = None) -> str:
-        try:
-            result = await self._run(self.argv(title, body, priority=priority), timeout_s=10)
-            if result.returncode == 0:
-                return "osascript"
-            log.info("osascript failed (exit %s: %s); logging the notification instead",
-                     result.returncode, stderr_tail(result))
-        except (OSError, trio.TooSlowError) as exc:
-            log.info("osascript unusable (%s); logging the notification instead", type(exc).__name__)
-        log.warning("notification: %s: %s", title, body)
-        return "log"
+        return await notify_or_log("osascript", "osascript",
+                                   lambda: self._run(self.argv(title, body, priority=priority), timeout_s=10),
+                                   title, body, log)
 
 
 class MacSpeech:

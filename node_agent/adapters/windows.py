@@ -18,7 +18,7 @@ import logging
 
 import trio
 
-from ._process import ProcessRunner, run_process, stderr_tail
+from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
 from .base import PlatformAdapter, SpeechError
 from .indicator import ConsoleIndicator
 
@@ -72,16 +72,10 @@ class WindowsNotifier:
 
     async def notify(self, title: str, body: str, *, priority: str | None = None) -> str:
         env = {TITLE_VAR: _env_value(title), BODY_VAR: _env_value(body)}
-        try:
-            result = await self._run(powershell_argv(_TOAST_SCRIPT, self.powershell), env=env, timeout_s=15)
-            if result.returncode == 0:
-                return "powershell-toast"
-            log.info("toast failed (exit %s: %s); logging the notification instead",
-                     result.returncode, stderr_tail(result))
-        except (OSError, trio.TooSlowError) as exc:
-            log.info("powershell unusable (%s); logging the notification instead", type(exc).__name__)
-        log.warning("notification: %s: %s", title, body)
-        return "log"
+        return await notify_or_log("powershell toast", "powershell-toast",
+                                   lambda: self._run(powershell_argv(_TOAST_SCRIPT, self.powershell), env=env,
+                                                     timeout_s=15),
+                                   title, body, log)
 
 
 class WindowsSpeech:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import trio
 
@@ -30,6 +30,7 @@ from ..protocol import (
     HelloOk,
     LogProblem,
     NodeInvokeRequest,
+    NodePairResolved,
     PairingPending,
     Ready,
     Response,
@@ -105,6 +106,8 @@ class Connection:
         self._deadline_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._ending: NodeAgentError | None = None
+        #: ``node.pair.resolved: approved`` arrived on this connection (see :meth:`node_event`).
+        self.surface_approved = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.session!r} invokes={len(self._invokes)}>"
@@ -137,6 +140,16 @@ class Connection:
         return await self.call(method, params, timeout=timeout)
 
     async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
+        try:
+            return await self._node_event_once(event, payload, timeout)
+        except GatewayCallError as exc:
+            if exc.detail_code != "PAIRING_CHANGED" or not self.surface_approved:
+                raise
+        # This connection saw its commands approved, yet the gateway refused: it has not caught
+        # up yet (also when the refusal was in flight across the approval). Ask again, patiently.
+        return await retry_while_settling(lambda: self._node_event_once(event, payload, timeout))
+
+    async def _node_event_once(self, event: str, payload: Any, timeout: float) -> Any:
         self._check_open("node.event")
         rid, actions = self.session.node_event(event, payload)
         return await self._await_response("node.event", rid, actions, timeout)
@@ -254,6 +267,8 @@ class Connection:
 
     async def _dispatch(self, event: Event) -> None:
         body = event.body
+        if isinstance(body, NodePairResolved) and body.approved:
+            self.surface_approved = True
         if isinstance(body, NodeInvokeRequest):
             self.nursery.start_soon(self._run_invoke, body)
             return
@@ -328,3 +343,31 @@ def _invoke_params(request: NodeInvokeRequest) -> dict[str, Any]:
         return request.arguments()
     except ValueError as exc:
         raise InvokeError("INVALID_REQUEST", str(exc)) from None
+
+
+async def serve_once(open_transport: Callable[[], Any],
+                     start_session: Callable[[Any], Awaitable[tuple[Session, str | bytes | None]]],
+                     hooks: ConnectionHooks, registry: CommandRegistry,
+                     command_context: Callable[[], CommandContext], *, ping_interval: float | None,
+                     ping_timeout: float, track: Callable[[Connection | None], None]) -> tuple[NodeAgentError, bool]:
+    """One connection attempt, start to end: open the transport, start a session on it (the
+    caller picks the dialect and may hand over a first frame it already read), run a
+    :class:`Connection` until it ends. ``track`` sees the live connection, then ``None``.
+
+    Returns the typed error that ended it and whether it had reached ``hello-ok``.
+    """
+    was_ready = False
+    try:
+        async with open_transport() as transport:
+            session, first = await start_session(transport)
+            conn = Connection(session, transport, hooks, registry, command_context,
+                              ping_interval=ping_interval, ping_timeout=ping_timeout)
+            track(conn)
+            try:
+                error = await conn.run(first)
+            finally:
+                track(None)
+            was_ready = session.hello is not None
+    except NodeAgentError as exc:
+        error = exc
+    return error, was_ready

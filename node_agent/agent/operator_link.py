@@ -62,7 +62,7 @@ from ..secret import Secret
 from ..secrets.base import SecretStore, device_token_key
 from .backoff import ReconnectPolicy
 from .commands import CommandContext, CommandRegistry
-from .connection import Connection
+from .connection import Connection, serve_once
 from .status import StatusBoard
 
 log = logging.getLogger("node_agent.operator_link")
@@ -202,24 +202,22 @@ class OperatorLink:
     async def _attempt(self) -> NodeAgentError:
         session = Session(OpenClawDialect(), self._connect_inputs())
         self._publish("connecting")
-        was_ready = False
-        try:
-            async with self._open_transport() as transport:
-                conn = Connection(session, transport, self._hooks, CommandRegistry(), self._command_context,
-                                  ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout)
-                self.connections += 1
-                self._conn = conn
-                try:
-                    error = await conn.run()
-                finally:
-                    self._conn = None
-                was_ready = session.hello is not None
-        except NodeAgentError as exc:
-            error = exc
+
+        async def start_session(transport: Any) -> tuple[Session, None]:
+            return session, None
+
+        error, was_ready = await serve_once(
+            self._open_transport, start_session, self._hooks, CommandRegistry(), self._command_context,
+            ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout, track=self._track)
         if was_ready:
             self.policy.lost(trio.current_time())
             log.info("operator link closed: %s", error.message)
         return error
+
+    def _track(self, conn: Connection | None) -> None:
+        self._conn = conn
+        if conn is not None:
+            self.connections += 1
 
     def _connect_inputs(self) -> ConnectInputs:
         rec = self.record

@@ -13,7 +13,6 @@ fans events out to extensions (the voice pipeline) through :class:`AgentExtensio
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -46,7 +45,7 @@ from ..secret import Secret
 from ..secrets.base import SecretStore, device_token_key
 from .backoff import ReconnectPolicy
 from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats
-from .connection import Connection, GatewayCallError, retry_while_settling
+from .connection import Connection, GatewayCallError, serve_once
 from .status import StatusBoard
 
 log = logging.getLogger("node_agent.agent")
@@ -56,9 +55,6 @@ EXIT_FATAL = 78  # EX_CONFIG: a person must change something; restarting will no
 
 #: A clean stop waits this long for the gateway to answer our close frame, then just exits.
 STOP_GRACE_S = 1.5
-
-#: How long ``--protocol auto`` waits for the gateway to speak first (OpenClaw does at once).
-AUTODETECT_WINDOW_S = 0.75
 
 
 class AgentExtension(Protocol):
@@ -117,7 +113,6 @@ class Agent:
         self._stop_scope = trio.CancelScope()
         self._stopping = False
         self._conn: Connection | None = None
-        self._approved_on: Connection | None = None  # the connection that saw its surface approved
         self._started_at = time.time()
         self.connections = 0
         self.status.update(state="starting", gateway=config.gateway_url, deviceId=identity.device_id,
@@ -178,39 +173,36 @@ class Agent:
     async def _attempt(self) -> NodeAgentError:
         inputs = self._connect_inputs()
         self.status.update(state="connecting")
-        was_ready = False
-        try:
-            async with self._open_transport() as transport:
-                dialect, first = await self._pick_dialect(transport)
-                session = Session(dialect, inputs)
-                conn = Connection(session, transport, self, self.registry, self._command_context,
-                                  ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout)
-                self.connections += 1
-                self._conn = conn
-                try:
-                    error = await conn.run(first)
-                finally:
-                    self._conn = None
-                was_ready = session.hello is not None
-        except NodeAgentError as exc:
-            error = exc
+
+        async def start_session(transport: Any) -> tuple[Session, str | bytes | None]:
+            dialect, first = await self._pick_dialect(transport)
+            return Session(dialect, inputs), first
+
+        error, was_ready = await serve_once(
+            self._open_transport, start_session, self, self.registry, self._command_context,
+            ping_interval=self.config.ping_interval, ping_timeout=self.config.ping_timeout, track=self._track)
         if was_ready:
             self.policy.lost(trio.current_time())
             for ext in self.extensions:
                 await ext.on_disconnected()
         return error
 
+    def _track(self, conn: Connection | None) -> None:
+        self._conn = conn
+        if conn is not None:
+            self.connections += 1
+
     async def _pick_dialect(self, transport: Any) -> tuple[Dialect, str | bytes | None]:
         if self._fixed_dialect is not None:
             return self._fixed_dialect, None
         if self.config.protocol == "openclaw":
             return OpenClawDialect(), None
-        from ..protocol.autodetect import choose_dialect, get_dialect
+        from ..protocol.autodetect import DETECT_WINDOW_S, choose_dialect, get_dialect
 
         if self.config.protocol == "jsonrpc":
             return get_dialect("jsonrpc"), None
         first: str | bytes | None = None
-        with trio.move_on_after(AUTODETECT_WINDOW_S):
+        with trio.move_on_after(DETECT_WINDOW_S):
             first = await transport.receive()
         name = choose_dialect(first)
         if self.status.get("dialect") != name:
@@ -326,9 +318,8 @@ class Agent:
         elif isinstance(body, NodePairResolved):
             mine = body.node_id in (None, self.identity.device_id, conn.session.hello and conn.session.hello.node_id)
             if body.approved and body.token is None and mine:
-                self._approved_on = conn
                 log.info("the gateway approved this node's commands")
-                conn.nursery.start_soon(functools.partial(self._send_presence, conn, "manual", settle=True))
+                conn.nursery.start_soon(self._send_presence, conn, "manual")
         elif isinstance(body, UnknownEvent):
             log.debug("unknown event %s ignored", event.name)
         for ext in self.extensions:
@@ -343,21 +334,14 @@ class Agent:
             trigger = "background"
             await trio.sleep(self.config.heartbeat_interval)
 
-    async def _send_presence(self, conn: Connection, trigger: str, *, settle: bool = False) -> None:
+    async def _send_presence(self, conn: Connection, trigger: str) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
                                    "version": __version__, "platform": self.record.platform,
                                    "deviceFamily": self.record.device_family}
         try:
-            if settle:
-                await retry_while_settling(lambda: conn.node_event("node.presence.alive", payload))
-            else:
-                await conn.node_event("node.presence.alive", payload)
+            await conn.node_event("node.presence.alive", payload)
         except GatewayCallError as exc:
             if exc.detail_code == "PAIRING_CHANGED":
-                if not settle and self._approved_on is conn:
-                    # Refused in flight while the approval arrived: try again, patiently.
-                    conn.nursery.start_soon(functools.partial(self._send_presence, conn, trigger, settle=True))
-                    return
                 self._surface_pending()
                 return
             log.info("presence heartbeat refused: %s", exc.message)

@@ -22,8 +22,8 @@ from .jsonrpc import JsonRpcDialect
 from .openclaw import OpenClawDialect
 
 #: How long the I/O layer waits for an unprompted first frame. OpenClaw sends its challenge
-#: within milliseconds of the upgrade on loopback and LAN.
-DETECT_WINDOW_S = 0.5
+#: within milliseconds of the upgrade on loopback and LAN; the margin covers a loaded Pi on Wi-Fi.
+DETECT_WINDOW_S = 0.75
 
 OPENCLAW = OpenClawDialect.name
 JSONRPC = JsonRpcDialect.name

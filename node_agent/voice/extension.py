@@ -20,7 +20,6 @@ this extension is the only part that knows about the gateway:
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -28,7 +27,7 @@ import trio
 
 from ..adapters import PlatformAdapter
 from ..agent.commands import CommandContext, CommandRegistry
-from ..agent.connection import Connection, GatewayCallError, retry_while_settling
+from ..agent.connection import Connection, GatewayCallError
 from ..agent.status import StatusBoard
 from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError
 from ..protocol import Event, GenericEvent, HelloOk, NodePairResolved, TalkMode, VoiceWakeChanged
@@ -51,7 +50,6 @@ class VoiceExtension:
         self.status = status
         self.pipeline = pipeline or self._build_pipeline()
         self._conn: Connection | None = None
-        self._approved_on: Connection | None = None  # the connection that saw node.pair.resolved
         self._reported_unsupported: tuple[str, ...] | None = None
         self._unsupported: list[str] = []
         # A report the gateway refused because the node's commands await approval
@@ -150,11 +148,9 @@ class VoiceExtension:
                     conn.nursery.start_soon(self._report_unsupported, conn, list(unsupported), list(active))
         elif isinstance(body, TalkMode):
             self._apply_talk_mode(body)
-        elif isinstance(body, NodePairResolved) and body.approved:
-            self._approved_on = conn
-        if isinstance(body, NodePairResolved) and body.approved and self._unreported is not None:
+        elif isinstance(body, NodePairResolved) and body.approved and self._unreported is not None:
             unreported, self._unreported = self._unreported, None
-            conn.nursery.start_soon(functools.partial(self._report_unsupported, conn, *unreported, settle=True))
+            conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
         elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
             text = _final_reply_text(body.payload, self.settings.session_key)
             if text and self.adapter.speech is not None:
@@ -196,21 +192,11 @@ class VoiceExtension:
         log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
         self._publish()
 
-    async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str], *,
-                                  settle: bool = False) -> None:
-        payload = {"unsupported": unsupported, "active": active}
+    async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str]) -> None:
         try:
-            if settle:  # just approved: the gateway may refuse for a moment more
-                answer = await retry_while_settling(lambda: conn.node_event("voice.wake.unsupported", payload))
-            else:
-                answer = await conn.node_event("voice.wake.unsupported", payload)
+            answer = await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
         except Exception as exc:  # a report is a courtesy: never let it end the connection
             pending = isinstance(exc, GatewayCallError) and exc.detail_code == "PAIRING_CHANGED"
-            if pending and not settle and self._approved_on is conn:
-                # Refused in flight while the approval arrived: try again now, patiently.
-                conn.nursery.start_soon(functools.partial(self._report_unsupported, conn, unsupported, active,
-                                                          settle=True))
-                return
             if pending and self._reported_unsupported == tuple(unsupported):
                 self._unreported = (unsupported, active)
             log.info("could not report unsupported wake triggers to the gateway%s: %s",
