@@ -27,6 +27,7 @@ from node_agent.protocol import (
     State,
     StoreDeviceToken,
 )
+from node_agent.protocol.session import MAX_HELD_EVENTS
 from node_agent.secret import Secret
 
 
@@ -81,6 +82,56 @@ def test_handshake_happy_path():
     assert actions[0].token == Secret("tok-abcdefgh")
     assert s.state is State.READY
     assert s.deadline() == 2.0 + 60.0  # 2 x tickIntervalMs after the last frame
+
+
+def test_an_event_that_overtakes_hello_ok_is_delivered_right_after_ready():
+    # The real gateway registers the node and pushes its voicewake.changed snapshot while it is
+    # still writing hello-ok, so the push can arrive first. Dropping it left a node deaf to the
+    # operator's wake words until the next change (seen once in CI against openclaw@2026.9.6).
+    s = make_session()
+    s.start(0.0)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    assert s.receive_data(event("voicewake.changed", {"triggers": ["hey jarvis"]}), 0.5) == []
+    assert s.receive_data(event("tick", {"ts": 1}), 0.6) == []
+    actions = s.receive_data(res("id-1", payload=HELLO), 1.0)
+    assert [type(a) for a in actions] == [StoreDeviceToken, Ready, Dispatch, Dispatch]
+    assert [a.event.name for a in actions[2:]] == ["voicewake.changed", "tick"]
+    assert actions[2].event.body.triggers == ("hey jarvis",)
+    # Delivered once: a later frame does not bring them back.
+    assert [type(a) for a in s.receive_data(event("tick", {"ts": 2}), 2.0)] == [Dispatch]
+
+
+def test_held_events_die_with_a_refused_handshake():
+    s = make_session()
+    s.start(0.0)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    s.receive_data(event("voicewake.changed", {"triggers": ["x"]}), 0.1)
+    actions = s.receive_data(res("id-1", ok=False, error={"code": "NOT_PAIRED", "message": "pairing required",
+                                                        "details": {"requestId": "r1"}}), 0.2)
+    assert not any(isinstance(a, Dispatch) for a in actions)
+
+
+def test_an_event_before_connect_is_not_ours_and_is_ignored():
+    s = make_session()
+    s.start(0.0)
+    (problem,) = s.receive_data(event("voicewake.changed", {"triggers": ["x"]}), 0.1)
+    assert isinstance(problem, LogProblem) and "before connect" in problem.message
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.2)
+    actions = s.receive_data(res("id-1", payload=HELLO), 0.3)
+    assert [type(a) for a in actions] == [StoreDeviceToken, Ready]
+
+
+def test_a_flood_before_hello_ok_is_bounded():
+    s = make_session()
+    s.start(0.0)
+    s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
+    problems = []
+    for i in range(MAX_HELD_EVENTS + 3):
+        problems += s.receive_data(event("tick", {"ts": i}), 0.1)
+    assert len(problems) == 3 and all("dropped" in p.message for p in problems)
+    actions = s.receive_data(res("id-1", payload=HELLO), 0.2)
+    dispatched = [a.event.body.ts for a in actions if isinstance(a, Dispatch)]
+    assert dispatched == list(range(MAX_HELD_EVENTS))  # the first ones, in order
 
 
 def test_challenge_timeout_closes():

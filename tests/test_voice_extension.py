@@ -22,7 +22,7 @@ from node_agent.agent.status import StatusBoard
 from node_agent.config import Config
 from node_agent.protocol import Event, HelloOk, TalkMode
 from node_agent.voice import BytesSource, Mode, VoicePipeline
-from node_agent.voice.extension import VoiceExtension
+from node_agent.voice.extension import WAKE_SNAPSHOT_GRACE_S, VoiceExtension
 from node_agent.voice.settings import VoiceSettings
 from tests.support.documented_gateway import open_documented_gateway
 from tests.support.fake_openclaw import FakeGateway
@@ -73,6 +73,17 @@ def voice_agent(gw: FakeGateway, tmp_path, ext: VoiceExtension):
     return agent
 
 
+@asynccontextmanager
+async def voice_node(gateway: FakeGateway, tmp_path, ext: VoiceExtension):
+    """``ext`` running in an agent on ``gateway``: yields (agent, first connection), cancelled on exit."""
+    agent = voice_agent(gateway, tmp_path, ext)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ext.run)
+        await run_in(nursery, agent)
+        yield agent, await gateway.wait_connection(1)
+        nursery.cancel_scope.cancel()
+
+
 def node_events(conn, name: str) -> list:
     return [json.loads(r["params"]["payloadJSON"]) for r in conn.requests
             if r.get("method") == "node.event" and r["params"]["event"] == name]
@@ -102,11 +113,7 @@ def gateway():
 async def test_voicewake_changed_changes_models_and_reports_unsupported(autojump_clock, tmp_path, gateway, caplog):
     caplog.set_level(logging.INFO, "node_agent")
     ext = make_voice()
-    agent = voice_agent(gateway, tmp_path, ext)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ext.run)
-        await run_in(nursery, agent)
-        conn = await gateway.wait_connection(1)
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
         await conn.wait_request("node.event")  # presence: the node is up
         assert ext.pipeline.detector.active == []
 
@@ -141,7 +148,54 @@ async def test_voicewake_changed_changes_models_and_reports_unsupported(autojump
         await second.wait_request("node.event")
         await second.send_event("voicewake.changed", {"triggers": ["alexa", "claude"]})
         await wait_node_event(second, "voice.wake.unsupported")
-        nursery.cancel_scope.cancel()
+
+
+async def test_a_wake_word_snapshot_that_overtakes_hello_ok_is_applied(autojump_clock, tmp_path, gateway):
+    # What openclaw@2026.9.6 does now and then: its connect snapshot arrives before hello-ok.
+    gateway.events_before_hello = [("voicewake.changed", {"triggers": ["hey jarvis", "computer"]})]
+    ext = make_voice()
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
+        with trio.fail_after(5):  # virtual seconds; the report follows the connect at once
+            await wait_node_event(conn, "voice.wake.unsupported")
+        assert ext.pipeline.detector.active == ["hey jarvis"]
+        assert agent.status.get("voiceWakeTriggers") == ["hey jarvis", "computer"]
+
+
+async def test_approval_that_drops_the_wake_word_snapshot_costs_one_reconnect(autojump_clock, tmp_path, gateway,
+                                                                               caplog):
+    # openclaw@2026.9.6 sends the connect snapshot to the pairing generation the node connected
+    # with; an approval landing first drops it. Nothing a node may call returns the list.
+    caplog.set_level(logging.INFO, "node_agent")
+    ext = make_voice()
+    async with voice_node(gateway, tmp_path, ext) as (agent, first):
+        await first.wait_request("node.event")
+        gateway.events_before_hello = [("voicewake.changed", {"triggers": ["hey jarvis"]})]
+        approved_at = trio.current_time()
+        await first.send_event("node.pair.resolved", {"requestId": "r1", "nodeId": agent.identity.device_id,
+                                                      "decision": "approved", "ts": 1})
+        second = await gateway.wait_connection(2)
+        # The grace, then the first fast retry after losing a good link (0.5 s with the test rng).
+        assert gateway.attempt_times[-1] - approved_at == pytest.approx(WAKE_SNAPSHOT_GRACE_S + 0.5)
+        assert first.closed_code == 1000
+        await second.ready.wait()
+        await until(lambda: ext.pipeline.detector.active == ["hey jarvis"])
+        assert "reconnecting once to get them" in caplog.text
+        # The snapshot came with this connection: a later approval does not reconnect again.
+        await second.send_event("node.pair.resolved", {"requestId": "r2", "nodeId": agent.identity.device_id,
+                                                       "decision": "approved", "ts": 2})
+        await trio.sleep(WAKE_SNAPSHOT_GRACE_S * 3)
+        assert len(gateway.connections) == 2
+
+
+async def test_an_approval_after_the_snapshot_does_not_reconnect(autojump_clock, tmp_path, gateway):
+    gateway.events_before_hello = [("voicewake.changed", {"triggers": ["hey jarvis"]})]
+    ext = make_voice()
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
+        await conn.wait_request("node.event")
+        await conn.send_event("node.pair.resolved", {"requestId": "r1", "nodeId": agent.identity.device_id,
+                                                     "decision": "approved", "ts": 1})
+        await trio.sleep(60)
+        assert len(gateway.connections) == 1 and conn.closed_code is None
 
 
 # --- talk.mode ---------------------------------------------------------------------------------
@@ -221,20 +275,29 @@ async def test_documented_dialect_talk_mode_switches_the_pipeline(tmp_path):
 # --- transcripts -------------------------------------------------------------------------------
 
 
-async def test_a_wake_and_a_command_reach_the_gateway_as_voice_transcript(autojump_clock, tmp_path, gateway):
+async def test_the_last_transcript_of_a_finite_source_is_in_the_status(autojump_clock, tmp_path, gateway):
+    # The WAV (a test fixture, or `voice test --wav`) ends while its last command is still being
+    # transcribed; the status loop stops with the source, so the count must be published at the end.
     ext = make_voice(BytesSource(WAKE_THEN_COMMAND, realtime=True), local_triggers=["hey jarvis"])
+    ext.pipeline.stt = FakeSTT(delay=5.0, text=SENTENCE)  # outlasts the 2 s of silence after the command
     agent = voice_agent(gateway, tmp_path, ext)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ext.run)
         await run_in(nursery, agent)
-        conn = await gateway.wait_connection(1)
+        await ext.run()  # returns once the source has ended and the transcript is out
+        assert ext.status.get("voice")["transcriptCount"] == 1
+        assert ext.status.get("voice")["lastResult"]["status"] == "queued"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_wake_and_a_command_reach_the_gateway_as_voice_transcript(autojump_clock, tmp_path, gateway):
+    ext = make_voice(BytesSource(WAKE_THEN_COMMAND, realtime=True), local_triggers=["hey jarvis"])
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
         await wait_node_event(conn, "voice.transcript")
         # The same instant as in the pipeline's own test: the command ends at 3.28 s (virtual).
         assert trio.current_time() == pytest.approx(3.28, abs=1e-9)
         assert node_events(conn, "voice.transcript") == [{"text": SENTENCE, "sessionKey": "main"}]
         await until(lambda: ext.pipeline.last_result is not None)
         assert ext.pipeline.last_result["status"] == "queued"
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_transcript_while_offline_is_reported_not_dropped(autojump_clock, caplog):
@@ -275,11 +338,7 @@ def invoke(device_id: str, command: str, invoke_id: str, params=None) -> dict:
 
 async def test_ptt_commands_are_declared_and_ptt_once_returns_the_transcript(autojump_clock, tmp_path, gateway):
     ext = make_voice(BytesSource(SPEECH_THEN_SILENCE, realtime=True), mode="push-to-talk")
-    agent = voice_agent(gateway, tmp_path, ext)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ext.run)
-        await run_in(nursery, agent)
-        conn = await gateway.wait_connection(1)
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
         await conn.wait_request("node.event")
         assert "talk" in conn.connect_params["caps"]
         assert {"talk.ptt.start", "talk.ptt.stop", "talk.ptt.once", "talk.ptt.cancel"} <= set(
@@ -294,7 +353,6 @@ async def test_ptt_commands_are_declared_and_ptt_once_returns_the_transcript(aut
         payload = json.loads(params["payloadJSON"])
         assert payload["status"] == "queued" and payload["transcript"] == SENTENCE and payload["captureId"]
         assert node_events(conn, "voice.transcript") == [{"text": SENTENCE, "sessionKey": "main"}]
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("case", ["disabled", "broken-mic"])
@@ -303,18 +361,13 @@ async def test_ptt_voice_errors_are_unavailable(autojump_clock, tmp_path, gatewa
         ext, message = make_voice(mode="disabled"), "voice is disabled on this node"
     else:
         ext, message = make_voice(FailingSource(99), mode="push-to-talk"), "Device or resource busy"
-    agent = voice_agent(gateway, tmp_path, ext)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ext.run)
-        await run_in(nursery, agent)
-        conn = await gateway.wait_connection(1)
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
         await conn.wait_request("node.event")
         await conn.send_event("node.invoke.request", invoke(agent.identity.device_id, "talk.ptt.start", "inv-2"))
         (result,) = await conn.wait_request("node.invoke.result")
         assert result["params"]["ok"] is False
         assert result["params"]["error"] == {"code": "UNAVAILABLE", "message": message}
         assert len(gateway.connections) == 1  # a device problem never costs the connection
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_unsupported_report_refused_before_approval_is_sent_once_approved(autojump_clock, caplog):

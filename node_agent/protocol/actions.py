@@ -92,5 +92,19 @@ class LogProblem:
     detail: Any = None
 
 
+@attrs.frozen
+class HoldUntilReady:
+    """From a handshake to its session only (never reaches the I/O layer): this event arrived
+    after ``connect`` went out but before ``hello-ok``; deliver it once the session is READY.
+
+    The OpenClaw gateway registers the node and starts pushing to it (the ``voicewake.changed``
+    connect snapshot) concurrently with writing ``hello-ok``, so that push can overtake it."""
+
+    event: Event
+
+
 Action = Send | Ready | StoreDeviceToken | ForgetDeviceToken | PairingPending | Dispatch | \
     CancelInvoke | ResponseReceived | Close | LogProblem
+
+#: What a dialect's handshake may return to its session.
+HandshakeAction = Action | HoldUntilReady

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import attrs
 
 from ..secret import Secret
-from .actions import Action
+from .actions import Action, HandshakeAction
 from .models import Event, Request, Response
 
 #: Our ``client.version`` and ``userAgent``. Kept here (not imported from the package root) so
@@ -103,7 +103,9 @@ class Handshake(Protocol):
         """The socket just opened."""
         ...
 
-    def on_event(self, event: Event, now: float) -> list[Action]: ...
+    def on_event(self, event: Event, now: float) -> list[HandshakeAction]:
+        """May answer :class:`HoldUntilReady` for an event that belongs to the session being set up."""
+        ...
 
     def on_response(self, response: Response, now: float) -> list[Action]: ...
 
@@ -119,6 +121,9 @@ class Dialect(Protocol):
     #: Seconds between client ``heartbeat`` requests (acknowledged by a ``heartbeat`` event), or
     #: None when the dialect has no client heartbeat (OpenClaw: liveness is ticks + WS pings).
     client_heartbeat_s: float | None
+    #: The gateway pushes ``voicewake.changed`` to every node right after it connects (OpenClaw),
+    #: so a connection that has not delivered it may have lost it.
+    wake_words_on_connect: bool
 
     def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
         """The request (method, params) that (un)subscribes this node to a session's chat."""

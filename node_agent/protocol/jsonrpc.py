@@ -213,6 +213,7 @@ class JsonRpcDialect:
     #: The Events page lists ``heartbeat`` as "Client heartbeat (periodic)" and its event as the
     #: "acknowledgment"; it names no method or period, so we send ``heartbeat {timestamp}`` every 30 s.
     client_heartbeat_s = 30.0
+    wake_words_on_connect = False  # the pages promise no snapshot; they push on change only
 
     def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
         return ("node.subscribe" if subscribe else "node.unsubscribe"), {"sessionKey": session_key}

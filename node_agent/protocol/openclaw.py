@@ -29,7 +29,18 @@ from ..errors import (
 )
 from ..secret import Secret
 from . import convert
-from .actions import Action, Close, ForgetDeviceToken, LogProblem, PairingPending, Ready, Send, StoreDeviceToken
+from .actions import (
+    Action,
+    Close,
+    ForgetDeviceToken,
+    HandshakeAction,
+    HoldUntilReady,
+    LogProblem,
+    PairingPending,
+    Ready,
+    Send,
+    StoreDeviceToken,
+)
 from .dialect import ConnectInputs, client_object
 from .models import (
     ConnectChallenge,
@@ -75,6 +86,7 @@ _GENERIC_EVENTS = frozenset({
 class OpenClawDialect:
     name = "openclaw"
     client_heartbeat_s = None  # liveness is the gateway's ticks plus WebSocket pings
+    wake_words_on_connect = True  # "voicewake.changed ... also pushed right after a node connects"
 
     def subscription(self, session_key: str, subscribe: bool) -> tuple[str, dict]:
         # No subscribe RPC here: a node asks through node.event chat.subscribe / chat.unsubscribe.
@@ -356,7 +368,7 @@ class OpenClawHandshake:
         return [Close(1008, f"{waiting_for} timeout",
                       ConnectionLost(f"gateway sent no {waiting_for} within {HANDSHAKE_TIMEOUT_S:g} s"))]
 
-    def on_event(self, event: Event, now: float) -> list[Action]:
+    def on_event(self, event: Event, now: float) -> list[HandshakeAction]:
         body = event.body
         if isinstance(body, ConnectChallenge):
             if self._connect_id is not None:
@@ -366,7 +378,9 @@ class OpenClawHandshake:
             data = OpenClawDialect().encode(Request(id=self._connect_id, method="connect", params=params))
             self._deadline = now + HANDSHAKE_TIMEOUT_S
             return [Send(data, "connect")]
-        return [LogProblem(f"event {event.name!r} before hello-ok ignored")]
+        if self._connect_id is not None:
+            return [HoldUntilReady(event)]
+        return [LogProblem(f"event {event.name!r} before connect ignored")]
 
     def on_response(self, response: Response, now: float) -> list[Action]:
         if self._connect_id is None or response.id != self._connect_id:

@@ -33,6 +33,9 @@ Invariants
   to close with 4000 "tick timeout" (what the reference client does).
 * A malformed frame is reported (``LogProblem``) and skipped; the connection carries on. Only
   the handshake's own refusals close it.
+* Events the handshake holds (they arrived between ``connect`` and ``hello-ok``) are delivered
+  right after ``Ready``, in arrival order, as if they had come then; at most
+  ``MAX_HELD_EVENTS`` are kept, so a gateway that floods before hello-ok costs bounded memory.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from .actions import (
     CancelInvoke,
     Close,
     Dispatch,
+    HandshakeAction,
+    HoldUntilReady,
     LogProblem,
     PairingPending,
     Ready,
@@ -82,6 +87,10 @@ _CLOSE_RETRY = {
 }
 
 
+#: Early events kept for delivery after hello-ok (the real gateway sends one or two).
+MAX_HELD_EVENTS = 64
+
+
 class Session:
     def __init__(self, dialect: Dialect, inputs: ConnectInputs, *,
                  new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
@@ -97,6 +106,7 @@ class Session:
         self._ending_error: NodeAgentError | None = None
         self._shutdown: Shutdown | None = None
         self._started = False
+        self._held: list[Event] = []
 
     def __repr__(self) -> str:
         return (f"<Session {self.dialect.name} state={self.state.value} pending={len(self._pending)} "
@@ -110,7 +120,7 @@ class Session:
             raise LocalProtocolError("session started twice")
         self._started = True
         self._last_rx = now
-        return self._apply(self._handshake.start(now))
+        return self._apply(self._handshake.start(now), now)
 
     def receive_data(self, data: str | bytes, now: float) -> list[Action]:
         if self.state is State.CLOSED:
@@ -141,11 +151,11 @@ class Session:
             if deadline is not None and now >= deadline:
                 silent_s = 2 * self.hello.policy.tick_interval_ms / 1000  # type: ignore[union-attr]
                 return self._apply([Close(4000, "tick timeout",
-                                          ConnectionLost(f"no frame from the gateway for {silent_s:g} s"))])
+                                          ConnectionLost(f"no frame from the gateway for {silent_s:g} s"))], now)
             return []
         if self.state in (State.CLOSING, State.CLOSED):
             return []
-        return self._apply(self._handshake.on_timer(now))
+        return self._apply(self._handshake.on_timer(now), now)
 
     def connection_closed(self, code: int | None, reason: str | None) -> NodeAgentError:
         """The socket ended. Returns why, typed for the reconnect policy."""
@@ -214,11 +224,11 @@ class Session:
             return [ResponseReceived(response, method)]
         if self.state is State.READY:
             return [LogProblem(f"response to unknown request id ignored")]
-        return self._apply(self._handshake.on_response(response, now))
+        return self._apply(self._handshake.on_response(response, now), now)
 
     def _on_event(self, event: Event, now: float) -> list[Action]:
         if self.state is not State.READY:
-            return self._apply(self._handshake.on_event(event, now))
+            return self._apply(self._handshake.on_event(event, now), now)
         body = event.body
         actions: list[Action] = []
         if isinstance(body, NodeInvokeRequest):
@@ -233,21 +243,33 @@ class Session:
         actions.append(Dispatch(event))
         return actions
 
-    def _apply(self, actions: list[Action]) -> list[Action]:
+    def _apply(self, actions: list[HandshakeAction], now: float) -> list[Action]:
         """Track the state changes the handshake's actions imply."""
+        out: list[Action] = []
         for action in actions:
+            if isinstance(action, HoldUntilReady):
+                if len(self._held) < MAX_HELD_EVENTS:
+                    self._held.append(action.event)
+                else:
+                    out.append(LogProblem(f"event {action.event.name!r} before hello-ok dropped "
+                                          f"(more than {MAX_HELD_EVENTS} held)"))
+                continue
+            out.append(action)
             if isinstance(action, Send) and action.label == "connect":
                 self.state = State.CONNECTING
             elif isinstance(action, Ready):
                 self.state = State.READY
                 self.hello = action.hello
+                held, self._held = self._held, []
+                for event in held:
+                    out.extend(self._on_event(event, now))
             elif isinstance(action, PairingPending):
                 self.state = State.PENDING_APPROVAL
             elif isinstance(action, Close):
                 self.state = State.CLOSING
                 if action.error is not None and self._ending_error is None:
                     self._ending_error = action.error
-        return actions
+        return out
 
 
 def _frame_size(data: str | bytes) -> str:

@@ -5,7 +5,9 @@ this extension is the only part that knows about the gateway:
 
 * ``voicewake.changed {triggers}`` -> the active wake models. Triggers with no model are
   reported plainly: a log warning, ``status``, and once per trigger set to the gateway as
-  ``node.event voice.wake.unsupported``.
+  ``node.event voice.wake.unsupported``. The gateway pushes its list right after a node
+  connects; when the node's commands are approved on a live connection and that push has not
+  come, the extension reconnects once to get it (:data:`WAKE_SNAPSHOT_GRACE_S`).
 * ``talk.mode`` -> the pipeline mode (documented dialect: ``{mode, enabled}``; OpenClaw:
   ``{enabled, phase}``, which only switches listening on or off). The documented dialect sends it
   to nodes; OpenClaw sends it only to operators, so there it arrives through the optional
@@ -41,6 +43,13 @@ _MODES = tuple(m.value for m in Mode)
 
 __all__ = ["VoiceExtension", "VoiceSettings"]
 
+#: How long after ``node.pair.resolved: approved`` the wake words may still be on their way.
+#: OpenClaw (2026.9.6) sends its connect snapshot of them only to the pairing generation the node
+#: connected with, and an approval starts a new one: approve within milliseconds of the request
+#: (an operator script does) and the snapshot is dropped without a word. Nothing a node may call
+#: returns the list (``voicewake.get`` is an operator method), so the node reconnects to get it.
+WAKE_SNAPSHOT_GRACE_S = 5.0
+
 
 class VoiceExtension:
     def __init__(self, settings: VoiceSettings, adapter: PlatformAdapter, status: StatusBoard,
@@ -55,6 +64,8 @@ class VoiceExtension:
         # A report the gateway refused because the node's commands await approval
         # (PAIRING_CHANGED): sent again once they are approved.
         self._unreported: tuple[list[str], list[str]] | None = None
+        #: This connection has delivered the gateway's wake words (see WAKE_SNAPSHOT_GRACE_S).
+        self._wake_words_seen = False
 
     def __repr__(self) -> str:
         return f"<VoiceExtension {self.pipeline!r} connected={self._conn is not None}>"
@@ -79,7 +90,13 @@ class VoiceExtension:
         """Run the pipeline and keep ``status`` fresh. Start it in the process's root nursery."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._status_loop)
-            await self.pipeline.run()
+            try:
+                await self.pipeline.run()
+            finally:
+                # A finite source (a WAV file) can end while its last utterance is still being
+                # transcribed: the pipeline waits for it, and its count must not be lost with the
+                # status loop.
+                self._publish()
             nursery.cancel_scope.cancel()
 
     async def _status_loop(self) -> None:
@@ -123,6 +140,7 @@ class VoiceExtension:
         self._conn = conn
         self._reported_unsupported = None  # a new connection hears about them again
         self._unreported = None
+        self._wake_words_seen = False
         if self.settings.speak_replies and self.settings.session_key:
             conn.nursery.start_soon(self._subscribe, conn)
 
@@ -132,6 +150,7 @@ class VoiceExtension:
     async def on_event(self, conn: Connection, event: Event) -> None:
         body = event.body
         if isinstance(body, VoiceWakeChanged):
+            self._wake_words_seen = True
             active, unsupported = self.pipeline.set_triggers(body.triggers)
             self._unsupported = unsupported
             log.info("wake words from the gateway: %s (listening for: %s)", ", ".join(body.triggers) or "none",
@@ -148,9 +167,12 @@ class VoiceExtension:
                     conn.nursery.start_soon(self._report_unsupported, conn, list(unsupported), list(active))
         elif isinstance(body, TalkMode):
             self._apply_talk_mode(body)
-        elif isinstance(body, NodePairResolved) and body.approved and self._unreported is not None:
-            unreported, self._unreported = self._unreported, None
-            conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
+        elif isinstance(body, NodePairResolved) and body.approved:
+            if self._unreported is not None:
+                unreported, self._unreported = self._unreported, None
+                conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
+            if not self._wake_words_seen and conn.session.dialect.wake_words_on_connect:
+                conn.nursery.start_soon(self._await_wake_words, conn)
         elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
             text = _final_reply_text(body.payload, self.settings.session_key)
             if text and self.adapter.speech is not None:
@@ -191,6 +213,14 @@ class VoiceExtension:
                                   detail_code=exc.detail_code) from None
         log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
         self._publish()
+
+    async def _await_wake_words(self, conn: Connection) -> None:
+        await trio.sleep(WAKE_SNAPSHOT_GRACE_S)
+        if self._wake_words_seen or self._conn is not conn:
+            return
+        log.info("the gateway's wake words did not come with this connection (dropped by the approval); "
+                 "reconnecting once to get them")
+        conn.close_soon(1000, "fetching wake words")
 
     async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str]) -> None:
         try:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agent_process import LOG_FILES
+
 from tests.support.operator import Operator
 from tests.support.real_gateway import (
     NETNS_HINT,
@@ -37,6 +39,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.interop)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A failing interop test reports the tail of every agent log it wrote: against a real
+    gateway on a loaded CI machine, that log is the only account of what the agent saw."""
+    first = len(LOG_FILES)
+    outcome = yield
+    if outcome.excinfo is None:
+        return
+    for path in LOG_FILES[first:]:
+        try:
+            text = path.read_text("utf-8", "replace")
+        except OSError as exc:
+            text = f"(unreadable: {exc})"
+        item.add_report_section("call", f"agent log {path.name}", text[-8000:])
 
 
 @pytest.fixture(scope="session")

@@ -110,12 +110,17 @@ async def run_paired(gateway: RealGateway, operator: Operator, tmp_path: Path, n
 
 
 async def wait_status(agent: AgentProcess, predicate, timeout: float = 30.0) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        while True:
-            status = await trio.to_thread.run_sync(agent.status)
-            if predicate(status):
-                return status
-            await trio.sleep(0.2)
+    status: dict[str, Any] = {}
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                status = await trio.to_thread.run_sync(agent.status)
+                if predicate(status):
+                    return status
+                await trio.sleep(0.2)
+    except trio.TooSlowError:
+        raise AssertionError(f"status never matched in {timeout} s; last: {json.dumps(status)}\n"
+                             f"agent log tail:\n{agent.text()[-4000:]}") from None
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -178,13 +183,9 @@ async def test_a_wake_and_a_command_become_voice_transcript_and_start_an_agent_r
             assert lifecycle["sessionKey"] == chat["sessionKey"] == "agent:main:main"
             assert chat["runId"] == lifecycle["runId"] and chat["errorMessage"]
             print(f"\n[interop] agent run {chat['runId']} for the transcript: {chat['errorMessage']}")
-            # status.json is refreshed every 2 s by the voice extension: give it one refresh.
-            with trio.fail_after(10):
-                while True:
-                    status = await trio.to_thread.run_sync(agent.status)
-                    if status.get("voice", {}).get("transcriptCount") == 1:
-                        break
-                    await trio.sleep(0.2)
+            # status.json is refreshed every 2 s by the voice extension, and once more when the
+            # WAV ends: give it one refresh.
+            status = await wait_status(agent, lambda s: s.get("voice", {}).get("transcriptCount") == 1, timeout=10)
             assert status["voice"]["lastResult"]["status"] == "queued"
         finally:
             agent.kill()

@@ -57,14 +57,19 @@ class AgentProcess:
 
     async def wait_log(self, pattern: str, *, timeout: float = 30.0, after: int = 0) -> re.Match[str]:
         regex = re.compile(pattern)
-        with trio.fail_after(timeout):
-            while True:
-                match = regex.search(self.text(), after)
-                if match:
-                    return match
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"agent exited ({self.proc.returncode}) before /{pattern}/:\n{self.text()[-3000:]}")
-                await trio.sleep(0.05)
+        try:
+            with trio.fail_after(timeout):
+                while True:
+                    match = regex.search(self.text(), after)
+                    if match:
+                        return match
+                    if self.proc.poll() is not None:
+                        raise AssertionError(f"agent exited ({self.proc.returncode}) before /{pattern}/:\n"
+                                             f"{self.text()[-3000:]}")
+                    await trio.sleep(0.05)
+        except trio.TooSlowError:
+            # The log is the only witness of what the agent saw instead: put it in the report.
+            raise AssertionError(f"no /{pattern}/ in the agent log after {timeout} s:\n{self.text()[-6000:]}") from None
 
     async def wait_exit(self, timeout: float = 30.0) -> int:
         with trio.fail_after(timeout):

@@ -86,6 +86,9 @@ class FakeGateway:
         self.silent = False
         self.unreachable = False
         self.accept_v3 = True
+        #: Events pushed after a connect is accepted but before hello-ok is written: the real
+        #: gateway's connect snapshot (voicewake.changed) can overtake hello-ok this way.
+        self.events_before_hello: list[tuple[str, Any]] = []
         self.connections: list[GatewayConn] = []
         self.attempt_times: list[float] = []
         self.new_connection = trio.Event()
@@ -169,6 +172,8 @@ class FakeGateway:
                  "auth": {"role": "node", "scopes": [], "deviceToken": token},
                  "policy": {"maxPayload": 26214400, "maxBufferedBytes": 52428800,
                             "tickIntervalMs": self.tick_interval_ms}}
+        for name, payload in self.events_before_hello:
+            await conn.send_event(name, payload)
         await conn.send({"type": "res", "id": frame["id"], "ok": True, "payload": hello})
         conn.ready.set()
         while True:
