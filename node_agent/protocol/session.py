@@ -267,6 +267,7 @@ class Session:
                 self.state = State.PENDING_APPROVAL
             elif isinstance(action, Close):
                 self.state = State.CLOSING
+                self._held.clear()  # a refused handshake's early events were never ours
                 if action.error is not None and self._ending_error is None:
                     self._ending_error = action.error
         return out
