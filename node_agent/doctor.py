@@ -657,7 +657,8 @@ def _probe_inputs(audio: Any, devices: list[dict[str, Any]]) -> tuple[list[str],
 async def check_audio(voice: dict[str, Any], *, probe: bool = True, timeout: float = 10.0) -> Check:
     name = "audio"
     wanted = voice_wanted(voice)
-    missing = fail if wanted else skip
+    missing = fail if wanted else skip  # voice support absent
+    problem = fail if wanted else warn  # present, but this host's audio is not right
     try:
         from .voice import audio
         from .voice.errors import AudioDeviceError, VoiceUnavailable
@@ -667,7 +668,7 @@ async def check_audio(voice: dict[str, Any], *, probe: bool = True, timeout: flo
     if voice.get("wav"):
         wav = Path(str(voice["wav"])).expanduser()
         if not wav.is_file():
-            return (fail if wanted else warn)(name, f"voice.wav {wav} does not exist",
+            return problem(name, f"voice.wav {wav} does not exist",
                                               "point voice.wav at a 16 kHz mono WAV file, or remove it")
         return ok(name, f"voice reads {wav} instead of a microphone (voice.wav)")
     try:
@@ -679,14 +680,14 @@ async def check_audio(voice: dict[str, Any], *, probe: bool = True, timeout: flo
     except VoiceUnavailable as exc:
         return missing(name, exc.message, exc.hint)
     except AudioDeviceError as exc:
-        return (fail if wanted else warn)(name, exc.message, exc.hint or "check the sound system (`arecord -l`)")
+        return problem(name, exc.message, exc.hint or "check the sound system (`arecord -l`)")
     if not devices:
-        return (fail if wanted else warn)(
+        return problem(
             name, "no input devices found",
             "plug in a microphone; check `arecord -l` and that the agent's user is in the 'audio' group")
     names = ", ".join(f"#{d['index']} {d['name']}{' (default)' if d.get('default') else ''}" for d in devices)
     if voice.get("device") is not None and not _configured(devices, str(voice["device"])):
-        return (fail if wanted else warn)(
+        return problem(
             name, f"voice.device {voice['device']!r} matches no input device (inputs: {names})",
             "set voice.device to one of the inputs listed (an index or part of its name), or remove it")
     if not probe:

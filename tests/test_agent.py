@@ -7,6 +7,7 @@ Every timing assertion is an exact virtual time: the backoff schedule, the tick 
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -43,6 +44,20 @@ async def run_in(nursery, agent) -> list[int]:
 
     nursery.start_soon(runner)
     return result
+
+
+@asynccontextmanager
+async def connected(gw: FakeGateway, tmp_path: Path, **kw):
+    """An approved agent running on ``gw`` for the block: yields (agent, its first connection,
+    once ready). The agent is cancelled when the block ends."""
+    agent = make_agent(gw, tmp_path, **kw)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        conn = await gw.wait_connection(1)
+        await conn.ready.wait()
+        yield agent, conn
+        nursery.cancel_scope.cancel()
 
 
 def results(conn, method):
@@ -114,34 +129,22 @@ async def test_tick_watchdog_closes_at_twice_the_interval(autojump_clock, tmp_pa
 
 async def test_ticks_keep_the_connection_alive(autojump_clock, tmp_path):
     gw = FakeGateway(tick_interval_ms=30_000)
-    agent = make_agent(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path) as (agent, conn):
         for i in range(10):
             await trio.sleep(30)
             await conn.send_event("tick", {"ts": i}, seq=i + 1)
         assert len(gw.connections) == 1 and not conn.ended.is_set()
-        nursery.cancel_scope.cancel()
 
 
 async def test_shutdown_event_reconnects_after_the_announced_delay(autojump_clock, tmp_path):
     gw = FakeGateway()
-    agent = make_agent(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path) as (agent, conn):
         await trio.sleep(10)
         await conn.send_event("shutdown", {"reason": "gateway stopping", "restartExpectedMs": 5000}, seq=3)
         await conn.close(1012, "service restart")
         second = await gw.wait_connection(2)
         assert gw.attempt_times[1] == 15.0
         await second.ready.wait()
-        nursery.cancel_scope.cancel()
 
 
 async def test_invoke_cancel_stops_the_handler_and_answers_once(autojump_clock, tmp_path):
@@ -156,12 +159,7 @@ async def test_invoke_cancel_stops_the_handler_and_answers_once(autojump_clock, 
             handler_cancelled.set()
 
     registry.register("probe.slow", slow, cap="probe")
-    agent = make_agent(gw, tmp_path, registry=registry)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path, registry=registry) as (agent, conn):
         assert "probe.slow" in conn.connect_params["commands"]
         await conn.send_event("node.invoke.request", {"id": "inv-1", "nodeId": agent.identity.device_id,
                                                       "command": "probe.slow", "paramsJSON": "{}", "timeoutMs": 30000})
@@ -172,34 +170,22 @@ async def test_invoke_cancel_stops_the_handler_and_answers_once(autojump_clock, 
         assert result["params"]["ok"] is False and result["params"]["error"]["code"] == "CANCELLED"
         await trio.sleep(60)
         assert len(await conn.wait_request("node.invoke.result")) == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_invoke_times_out_before_the_gateway_does(autojump_clock, tmp_path):
     gw = FakeGateway()
     registry = builtin_registry()
     registry.register("probe.slow", lambda params, ctx: trio.sleep_forever(), cap="probe")
-    agent = make_agent(gw, tmp_path, registry=registry)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path, registry=registry) as (agent, conn):
         await conn.send_event("node.invoke.request", {"id": "inv-2", "command": "probe.slow", "timeoutMs": 3000})
         (result,) = await conn.wait_request("node.invoke.result")
         assert trio.current_time() == 2.75  # timeoutMs minus the 250 ms margin
         assert result["params"]["error"]["code"] == "TIMEOUT"
-        nursery.cancel_scope.cancel()
 
 
 async def test_invoke_ok_unknown_and_bad_params(autojump_clock, tmp_path):
     gw = FakeGateway()
-    agent = make_agent(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path) as (agent, conn):
         await conn.send_event("node.invoke.request", {"id": "a", "command": "device.info", "paramsJSON": "{}",
                                                       "timeoutMs": 5000})
         await conn.send_event("node.invoke.request", {"id": "b", "command": "camera.snap", "timeoutMs": 5000})
@@ -211,7 +197,6 @@ async def test_invoke_ok_unknown_and_bad_params(autojump_clock, tmp_path):
         assert answers["a"]["nodeId"] == agent.identity.device_id
         assert answers["b"]["error"]["code"] == "UNAVAILABLE" and "camera.snap" in answers["b"]["error"]["message"]
         assert answers["c"]["error"]["code"] == "INVALID_REQUEST"
-        nursery.cancel_scope.cancel()
 
 
 async def test_revoked_token_is_forgotten_and_pairing_restarts(autojump_clock, tmp_path):

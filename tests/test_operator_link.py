@@ -9,6 +9,7 @@ separate operator device token, the node token refused for that role.
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,21 @@ async def wait_for(predicate, step: float = 0.05) -> None:
         await trio.sleep(step)
 
 
+@asynccontextmanager
+async def both_links(gw: RoleGateway, tmp_path: Path):
+    """``make_pair`` with the device approved for both roles, running until both are connected:
+    yields (agent, link, received operator events). Cancelled when the block ends."""
+    agent, link, received = make_pair(gw, tmp_path)
+    gw.approve(agent.identity.device_id)
+    gw.approve_operator(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run)
+        await run_in(nursery, agent)
+        await wait_for(lambda: link.connected)
+        yield agent, link, received
+        nursery.cancel_scope.cancel()
+
+
 def make_pair(gw: RoleGateway, tmp_path: Path, *, store: MemoryStore | None = None, protocol: str = "openclaw",
               on_event=None):
     """A node Agent and its operator link, sharing identity, store and status as in ``serve``."""
@@ -161,13 +177,7 @@ async def test_role_upgrade_is_requested_once_the_node_is_up_then_its_own_token_
 
 async def test_it_listens_only_no_presence_no_commands_and_forwards_talk_mode(autojump_clock, tmp_path):
     gw = RoleGateway()
-    agent, link, received = make_pair(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    gw.approve_operator(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(link.run)
-        await run_in(nursery, agent)
-        await wait_for(lambda: link.connected)
+    async with both_links(gw, tmp_path) as (agent, link, received):
         op = operator_conns(gw)[0]
         await op.send_event("talk.mode", {"enabled": True, "phase": "listening", "ts": 1}, seq=2)
         await op.send_event("voicewake.changed", {"triggers": ["alexa"]}, seq=3)
@@ -180,7 +190,6 @@ async def test_it_listens_only_no_presence_no_commands_and_forwards_talk_mode(au
         await trio.sleep(300)  # five presence periods of the node link
         assert [r["method"] for r in op.requests] == ["voicewake.get"]
         assert any(r["params"]["event"] == "node.presence.alive" for r in node_conns(gw)[0].requests)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_refused_operator_token_is_forgotten_alone(autojump_clock, tmp_path, caplog):
@@ -232,13 +241,7 @@ async def test_a_fatal_error_stops_only_the_link(autojump_clock, tmp_path, caplo
 
 async def test_it_follows_the_node_link_down_and_up(autojump_clock, tmp_path):
     gw = RoleGateway()
-    agent, link, _ = make_pair(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    gw.approve_operator(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(link.run)
-        await run_in(nursery, agent)
-        await wait_for(lambda: link.connected)
+    async with both_links(gw, tmp_path) as (agent, link, _):
         gw.unreachable = True  # both links drop; only the node link may try while it is down
         for conn in list(gw.connections):
             await conn.close(1012, "service restart")
@@ -249,7 +252,6 @@ async def test_it_follows_the_node_link_down_and_up(autojump_clock, tmp_path):
         await wait_for(lambda: link.connected and agent.status.get("state") == "connected")
         assert len(gw.attempt_times) - attempts_while_down == 2  # the node first, then the link
         assert (gw.connections[-1].connect_params or {}).get("role") == "operator"
-        nursery.cancel_scope.cancel()
 
 
 async def test_not_started_for_the_documented_dialect(autojump_clock, tmp_path):
@@ -263,18 +265,11 @@ async def test_not_started_for_the_documented_dialect(autojump_clock, tmp_path):
 
 async def test_stop_closes_the_link_with_a_close_frame(autojump_clock, tmp_path):
     gw = RoleGateway()
-    agent, link, _ = make_pair(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    gw.approve_operator(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(link.run)
-        await run_in(nursery, agent)
-        await wait_for(lambda: link.connected)
+    async with both_links(gw, tmp_path) as (agent, link, _):
         await link.stop()
         op = operator_conns(gw)[0]
         await op.ended.wait()
         assert op.closed_code == 1000
-        nursery.cancel_scope.cancel()
 
 
 def test_serve_builds_the_link_only_when_asked(tmp_path):

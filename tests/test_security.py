@@ -55,7 +55,7 @@ from node_agent.service.manage import write_env_file
 from node_agent.setup_code import decode_setup_code
 from node_agent.transport import open_transport
 from tests.support.fake_openclaw import FakeGateway
-from tests.test_agent import make_agent, run_in
+from tests.test_agent import connected, make_agent, run_in
 
 SHARED = "SHARED-shared-token-7f3a9c"
 DEVICE_TOKEN = "DEVICE-device-token-41be02"
@@ -425,15 +425,9 @@ def test_no_shell_commands_are_offered():
 
 async def test_system_run_is_not_declared_and_an_invoke_of_it_is_refused(autojump_clock, tmp_path):
     gw = FakeGateway()
-    agent = make_agent(gw, tmp_path)
-    gw.approve(agent.identity.device_id)
-    async with trio.open_nursery() as nursery:
-        await run_in(nursery, agent)
-        conn = await gw.wait_connection(1)
-        await conn.ready.wait()
+    async with connected(gw, tmp_path) as (agent, conn):
         assert not any(c.startswith("system.run") for c in conn.connect_params["commands"])
         await conn.send_event("node.invoke.request", {"id": "r", "command": "system.run", "timeoutMs": 5000,
                                                       "paramsJSON": json.dumps({"command": ["id"]})})
         [result] = await conn.wait_request("node.invoke.result")
         assert result["params"]["ok"] is False and result["params"]["error"]["code"] == "UNAVAILABLE"
-        nursery.cancel_scope.cancel()

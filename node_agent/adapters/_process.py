@@ -16,6 +16,8 @@ from typing import Protocol
 import attrs
 import trio
 
+from .base import SpeechError
+
 
 @attrs.frozen
 class ProcessResult:
@@ -47,6 +49,27 @@ def stderr_tail(result: ProcessResult, limit: int = 200) -> str:
     """The last bit of a helper's stderr, for a log line or an error message."""
     text = result.stderr.decode("utf-8", "replace").strip()
     return text[-limit:]
+
+
+async def speak_with(run: ProcessRunner, tool: str, argv: Sequence[str], *, timeout_s: float, stdin: bytes = b"",
+                     env: Mapping[str, str] | None = None, missing_hint: str | None = None,
+                     failed: Callable[[ProcessResult], bool] = lambda result: result.returncode != 0,
+                     failure_hint: str | None = None) -> None:
+    """Run a speech engine to the end. Every way it can go wrong (missing, cannot start, hangs,
+    fails) becomes a :class:`SpeechError` naming ``tool``; ``failed`` decides what counts as a
+    failure for engines that exit 0 on error."""
+    try:
+        result = await run(argv, env=env, stdin=stdin, timeout_s=timeout_s)
+    except FileNotFoundError as exc:
+        if missing_hint is None:
+            raise SpeechError(f"could not start {tool}: {exc}") from exc
+        raise SpeechError(f"{tool} is not installed", hint=missing_hint) from exc
+    except OSError as exc:
+        raise SpeechError(f"could not start {tool}: {exc}") from exc
+    except trio.TooSlowError as exc:
+        raise SpeechError(f"{tool} did not finish within {timeout_s:.0f} s") from exc
+    if failed(result):
+        raise SpeechError(f"{tool} failed (exit {result.returncode}): {stderr_tail(result)}", hint=failure_hint)
 
 
 async def notify_or_log(tool: str, delivered_as: str, attempt: Callable[[], Awaitable[ProcessResult]],

@@ -6,10 +6,8 @@ import logging
 import re
 import shutil
 
-import trio
-
-from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
-from .base import PlatformAdapter, SpeechError
+from ._process import ProcessRunner, notify_or_log, run_process, speak_with
+from .base import PlatformAdapter
 from .indicator import ConsoleIndicator
 
 log = logging.getLogger("node_agent.adapters.linux")
@@ -63,20 +61,11 @@ class EspeakSpeech:
         if not text.strip():
             return
         # Generous: ~175 words/min is ~15 chars/s; allow for a slow voice and a busy device.
-        timeout_s = 15.0 + len(text) / 5
-        try:
-            result = await self._run(self.argv(), stdin=text.encode("utf-8"), timeout_s=timeout_s)
-        except FileNotFoundError as exc:
-            raise SpeechError(f"{self.executable} is not installed",
-                              hint="install it: sudo apt-get install espeak-ng") from exc
-        except OSError as exc:
-            raise SpeechError(f"could not start {self.executable}: {exc}") from exc
-        except trio.TooSlowError as exc:
-            raise SpeechError(f"{self.executable} did not finish within {timeout_s:.0f} s") from exc
-        # espeak-ng exits 0 even when it cannot open the audio device; it only says "error:".
-        if result.returncode != 0 or _ESPEAK_ERROR.search(result.stderr):
-            raise SpeechError(f"{self.executable} failed (exit {result.returncode}): {stderr_tail(result)}",
-                              hint="check the audio output device (aplay -l)")
+        await speak_with(self._run, self.executable, self.argv(), stdin=text.encode("utf-8"),
+                         timeout_s=15.0 + len(text) / 5, missing_hint="install it: sudo apt-get install espeak-ng",
+                         # espeak-ng exits 0 even when it cannot open the audio device; it only says "error:".
+                         failed=lambda result: result.returncode != 0 or bool(_ESPEAK_ERROR.search(result.stderr)),
+                         failure_hint="check the audio output device (aplay -l)")
 
     def __repr__(self) -> str:
         return f"EspeakSpeech(voice={self.voice!r}, wav_out={self.wav_out!r})"

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 
-import trio
-
-from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
-from .base import PlatformAdapter, SpeechError
+from ._process import ProcessRunner, notify_or_log, run_process, speak_with
+from .base import PlatformAdapter
 from .indicator import ConsoleIndicator
 
 log = logging.getLogger("node_agent.adapters.macos")
@@ -74,15 +72,7 @@ class MacSpeech:
     async def say(self, text: str) -> None:
         if not text.strip():
             return
-        timeout_s = 15.0 + len(text) / 5
-        try:
-            result = await self._run(self.argv(), stdin=text.encode("utf-8"), timeout_s=timeout_s)
-        except OSError as exc:
-            raise SpeechError(f"could not start say: {exc}") from exc
-        except trio.TooSlowError as exc:
-            raise SpeechError(f"say did not finish within {timeout_s:.0f} s") from exc
-        if result.returncode != 0:
-            raise SpeechError(f"say failed (exit {result.returncode}): {stderr_tail(result)}")
+        await speak_with(self._run, "say", self.argv(), stdin=text.encode("utf-8"), timeout_s=15.0 + len(text) / 5)
 
 
 def make_adapter() -> PlatformAdapter:

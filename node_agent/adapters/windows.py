@@ -16,10 +16,8 @@ from __future__ import annotations
 import base64
 import logging
 
-import trio
-
-from ._process import ProcessRunner, notify_or_log, run_process, stderr_tail
-from .base import PlatformAdapter, SpeechError
+from ._process import ProcessRunner, notify_or_log, run_process, speak_with
+from .base import PlatformAdapter
 from .indicator import ConsoleIndicator
 
 log = logging.getLogger("node_agent.adapters.windows")
@@ -86,16 +84,9 @@ class WindowsSpeech:
     async def say(self, text: str) -> None:
         if not text.strip():
             return
-        timeout_s = 20.0 + len(text) / 5  # PowerShell itself takes a second or two to start
-        try:
-            result = await self._run(powershell_argv(_SAY_SCRIPT, self.powershell),
-                                     env={SAY_VAR: _env_value(text)}, timeout_s=timeout_s)
-        except OSError as exc:
-            raise SpeechError(f"could not start {self.powershell}: {exc}") from exc
-        except trio.TooSlowError as exc:
-            raise SpeechError(f"speech did not finish within {timeout_s:.0f} s") from exc
-        if result.returncode != 0:
-            raise SpeechError(f"SAPI speech failed (exit {result.returncode}): {stderr_tail(result)}")
+        # PowerShell itself takes a second or two to start.
+        await speak_with(self._run, f"SAPI speech ({self.powershell})", powershell_argv(_SAY_SCRIPT, self.powershell),
+                         env={SAY_VAR: _env_value(text)}, timeout_s=20.0 + len(text) / 5)
 
 
 def make_adapter() -> PlatformAdapter:

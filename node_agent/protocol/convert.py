@@ -1,4 +1,5 @@
-"""cattrs plumbing shared by the dialect converters: camelCase wire keys, secrets, lenient input.
+"""cattrs plumbing shared by the dialect converters: camelCase wire keys, secrets, lenient input,
+and :func:`load_object`, the first step of every frame decode (text to one JSON object).
 
 Each dialect makes its own converter with :func:`make_converter` and registers its extra hooks.
 Structuring ignores unknown keys (gateways add fields across versions); validation failures
@@ -7,6 +8,7 @@ become a single readable line via :func:`describe_error`.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping
 
@@ -99,3 +101,22 @@ _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 def to_snake(name: str) -> str:
     return _SNAKE.sub("_", name).lower()
+
+
+def load_object(data: str | bytes) -> dict[str, Any]:
+    """A frame's text (or UTF-8 bytes) as a JSON object, or a :class:`RemoteProtocolError` that
+    says what was wrong with it (never the frame itself: it may carry a secret)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("frame is not valid UTF-8") from None
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise RemoteProtocolError("frame is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise RemoteProtocolError(f"frame is not JSON ({getattr(exc, 'msg', 'invalid')})") from None
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"frame must be a JSON object, got {type(obj).__name__}")
+    return obj

@@ -219,7 +219,7 @@ class JsonRpcDialect:
         return ("node.subscribe" if subscribe else "node.unsubscribe"), {"sessionKey": session_key}
 
     def decode(self, data: str | bytes) -> Request | Response | Event:
-        obj = _load_object(data)
+        obj = convert.load_object(data)
         version = obj.get("jsonrpc")
         if version is not None and version != "2.0":
             raise RemoteProtocolError("unsupported 'jsonrpc' version (expected \"2.0\")")
@@ -334,23 +334,6 @@ def _frame_id(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise RemoteProtocolError("frame 'id' must be a non-empty string or an integer")
-
-
-def _load_object(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError("frame is not valid UTF-8") from None
-    try:
-        obj = json.loads(data)
-    except RecursionError:
-        raise RemoteProtocolError("frame is nested too deeply") from None
-    except ValueError as exc:
-        raise RemoteProtocolError(f"frame is not JSON ({getattr(exc, 'msg', 'invalid')})") from None
-    if not isinstance(obj, dict):
-        raise RemoteProtocolError(f"frame must be a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def _payload_object(payload: Any, what: str) -> Mapping[str, Any]:

@@ -96,7 +96,7 @@ class OpenClawDialect:
     # -- framing -------------------------------------------------------------------------------
 
     def decode(self, data: str | bytes) -> Request | Response | Event:
-        obj = _load_object(data)
+        obj = convert.load_object(data)
         kind = obj.get("type")
         if kind == "event":
             return self._decode_event(obj)
@@ -159,24 +159,6 @@ def decode_event_body(name: str, payload: Any) -> EventBody:
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _load_object(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError:
-            raise RemoteProtocolError("frame is not valid UTF-8") from None
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError; also RecursionError-free for nesting in CPython
-        msg = getattr(exc, "msg", str(exc))
-        raise RemoteProtocolError(f"frame is not JSON ({msg})") from None
-    except RecursionError:
-        raise RemoteProtocolError("frame is nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise RemoteProtocolError(f"frame must be a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def decode_error_shape(raw: Any) -> ErrorShape:

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import signal
 import struct
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator
 
 import trio
 
-from node_agent.agent.status import read_status
 from node_agent.agent.supervisor import STOP_GRACE_S
 from node_agent.secrets import FileStore, device_token_key
-from tests.support.agent_process import AgentProcess, presence_of
+from tests.support.agent_process import AgentProcess, device_id_of, of_device, presence_of, wait_status_file
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
 
@@ -160,22 +158,11 @@ async def open_relay(gateway: RealGateway) -> AsyncIterator[Relay]:
 # --- pairing and waiting ----------------------------------------------------------------------
 
 
-async def identity_of(state_dir: Path, timeout: float = 30.0) -> str:
-    with trio.fail_after(timeout):
-        while not (state_dir / "identity.json").exists():
-            await trio.sleep(0.05)
-    return json.loads((state_dir / "identity.json").read_text())["deviceId"]
-
-
-def _mine(device_id: str) -> Callable[[Any], bool]:
-    return lambda item: isinstance(item, dict) and item.get("deviceId", item.get("nodeId")) == device_id
-
-
 async def approve_device(operator: Operator, device_id: str, timeout: float = 30.0) -> None:
     """Stage 1: the device's pending request, found by polling ``device.pair.list``."""
     with trio.fail_after(timeout):
         while True:
-            pending = [p for p in await operator.pending_devices() if _mine(device_id)(p)]
+            pending = [p for p in await operator.pending_devices() if of_device(device_id)(p)]
             if pending:
                 await operator.approve_device(pending[0]["requestId"])
                 return
@@ -187,30 +174,16 @@ async def approve_node(operator: Operator, device_id: str, timeout: float = 30.0
     with trio.fail_after(timeout):
         while True:
             pairs = await operator.node_pairs()
-            if any(_mine(device_id)(p) for p in pairs.get("paired", [])):
+            if any(of_device(device_id)(p) for p in pairs.get("paired", [])):
                 return  # already approved (a request can be resolved before we look)
-            pending = [p for p in pairs.get("pending", []) if _mine(device_id)(p)]
+            pending = [p for p in pairs.get("pending", []) if of_device(device_id)(p)]
             if pending:
                 await operator.approve_node(pending[0]["requestId"])
                 return
             with trio.move_on_after(0.5):
-                request = await operator.wait_event("node.pair.requested", _mine(device_id), timeout=1)
+                request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=1)
                 await operator.approve_node(request["requestId"])
                 return
-
-
-async def wait_status(state: Path, predicate: Callable[[dict[str, Any]], bool],
-                      timeout: float = 30.0) -> dict[str, Any]:
-    last: dict[str, Any] | None = None
-    try:
-        with trio.fail_after(timeout):
-            while True:
-                last = read_status(state)
-                if last is not None and predicate(last):
-                    return last
-                await trio.sleep(0.05)
-    except trio.TooSlowError:
-        raise AssertionError(f"status.json never matched; last: {last}") from None
 
 
 async def start_in_service(operator: Operator, state: Path, name: str, url: str,
@@ -218,13 +191,13 @@ async def start_in_service(operator: Operator, state: Path, name: str, url: str,
     """``node-agent run``, paired (both stages), connected, a presence heartbeat accepted."""
     agent = AgentProcess("run", state_dir=state, gateway_url=url, token=token, extra=["--display-name", name])
     try:
-        device_id = await identity_of(state)
+        device_id = await device_id_of(state)
         await approve_device(operator, device_id)
         await approve_node(operator, device_id)
         await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
         # status.json, not a log line: when the node approval lands during a connect, the agent
         # never sees node.pair.resolved and logs nothing, but its heartbeat is accepted.
-        await wait_status(state, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
+        await wait_status_file(state, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
     except BaseException:
         print(f"[interop] agent log:\n{agent.text()[-4000:]}")
         agent.kill()

@@ -7,27 +7,22 @@ approve``, ``nodes approve``, ``nodes invoke``) and with the fast operator socke
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
 import trio
 
-from tests.support.agent_process import AgentProcess, device_token, presence_of
+from tests.support.agent_process import (
+    AgentProcess,
+    device_id_of,
+    device_token,
+    of_device,
+    presence_of,
+    wait_status_file,
+)
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
-
-
-async def identity_of(state_dir: Path, timeout: float = 20.0) -> str:
-    with trio.fail_after(timeout):
-        while not (state_dir / "identity.json").exists():
-            await trio.sleep(0.05)
-    return json.loads((state_dir / "identity.json").read_text())["deviceId"]
-
-
-def for_device(device_id: str):
-    return lambda payload: isinstance(payload, dict) and payload.get("deviceId", payload.get("nodeId")) == device_id
 
 
 async def cli(gateway: RealGateway, *args: str):
@@ -36,9 +31,9 @@ async def cli(gateway: RealGateway, *args: str):
 
 async def pair(operator: Operator, device_id: str) -> None:
     """Approve both stages for ``device_id`` through the operator socket (fast path)."""
-    request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=30)
+    request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
     await operator.approve_device(request["requestId"])
-    node_request = await operator.wait_event("node.pair.requested", for_device(device_id), timeout=30)
+    node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
     await operator.approve_node(node_request["requestId"])
 
 
@@ -46,7 +41,7 @@ async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir:
                        name: str) -> tuple[AgentProcess, str]:
     agent = AgentProcess("run", state_dir=state_dir, gateway_url=real_gateway.url, token=real_gateway.token,
                          extra=["--display-name", name])
-    device_id = await identity_of(state_dir)
+    device_id = await device_id_of(state_dir)
     await pair(operator, device_id)
     await surface_approved(state_dir)
     return agent, device_id
@@ -55,15 +50,8 @@ async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir:
 async def surface_approved(state_dir: Path, timeout: float = 30.0) -> None:
     # The status file, not a log line: an approval that lands between two connects is never
     # announced on a live socket, but the next presence heartbeat succeeds and says so.
-    with trio.fail_after(timeout):
-        while True:
-            try:
-                status = json.loads((state_dir / "status.json").read_text())
-            except (OSError, ValueError):
-                status = {}
-            if status.get("surface") == "approved" and status.get("state") == "connected":
-                return
-            await trio.sleep(0.05)
+    await wait_status_file(state_dir, lambda s: s.get("surface") == "approved" and s.get("state") == "connected",
+                           timeout)
 
 
 async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, operator, tmp_path):
@@ -71,8 +59,8 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
     pairing = AgentProcess("pair", state_dir=state, gateway_url=real_gateway.url, token=real_gateway.token,
                            extra=["--display-name", "interop-first", "--timeout", "180"])
     try:
-        device_id = await identity_of(state)
-        request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=30)
+        device_id = await device_id_of(state)
+        request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
         # What the person reads off the terminal is the exact command to run on the gateway.
         await pairing.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"))
         assert device_token(state, real_gateway.url) is None
@@ -81,7 +69,7 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
         token = device_token(state, real_gateway.url)
         assert token and token not in pairing.text()
         await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
-        node_request = await operator.wait_event("node.pair.requested", for_device(device_id), timeout=30)
+        node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
         await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
         assert await pairing.wait_exit(30) == 0
         assert "paired: this device is an approved node" in pairing.text()
@@ -150,7 +138,7 @@ async def test_revoked_token_is_reported_and_pairing_starts_again(real_gateway, 
         mark = len(agent.text())
         await cli(real_gateway, "devices", "remove", device_id, "--json")
         await agent.wait_log(r"refused this device's token|waiting for approval", after=mark, timeout=60)
-        request = await operator.wait_event("device.pair.requested", for_device(device_id), timeout=60)
+        request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=60)
         await agent.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"), after=mark, timeout=30)
         await operator.approve_device(request["requestId"])
         await agent.wait_log(r"device token saved", after=mark, timeout=30)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.support.agent_process import AgentProcess, secrets_file
+from tests.support.agent_process import AgentProcess, device_id_of, of_device, secrets_file, wait_status_file
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
 
@@ -75,21 +75,6 @@ def voice_table(audio: dict[str, Path], **overrides: Any) -> dict[str, Any]:
 # --- pairing -----------------------------------------------------------------------------------
 
 
-async def identity_of(state_dir: Path, timeout: float = 20.0) -> str:
-    with trio.fail_after(timeout):
-        while not (state_dir / "identity.json").exists():
-            await trio.sleep(0.05)
-    return json.loads((state_dir / "identity.json").read_text())["deviceId"]
-
-
-def of_device(device_id: str, role: str | None = None):
-    def predicate(payload: Any) -> bool:
-        return (isinstance(payload, dict) and payload.get("deviceId", payload.get("nodeId")) == device_id
-                and (role is None or payload.get("role") == role))
-
-    return predicate
-
-
 async def run_paired(gateway: RealGateway, operator: Operator, tmp_path: Path, name: str,
                      voice: dict[str, Any]) -> tuple[AgentProcess, str]:
     """``node-agent run`` with ``voice``, approved in both stages through the operator socket."""
@@ -97,7 +82,7 @@ async def run_paired(gateway: RealGateway, operator: Operator, tmp_path: Path, n
     config = write_config(tmp_path / f"{name}.toml", voice)
     agent = AgentProcess("run", state_dir=state, gateway_url=gateway.url, token=gateway.token,
                          extra=["--display-name", name, "--config", str(config)])
-    device_id = await identity_of(state)
+    device_id = await device_id_of(state)
     request = await operator.wait_event("device.pair.requested", of_device(device_id, "node"), timeout=30)
     await operator.approve_device(request["requestId"])
     node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
@@ -105,22 +90,8 @@ async def run_paired(gateway: RealGateway, operator: Operator, tmp_path: Path, n
     await operator.approve_node(node_request["requestId"])
     # Not the "approved this node's commands" log line: when the surface is approved between two
     # connect attempts the node is never sent node.pair.resolved; its first heartbeat just works.
-    await wait_status(agent, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
+    await wait_status_file(state, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
     return agent, device_id
-
-
-async def wait_status(agent: AgentProcess, predicate, timeout: float = 30.0) -> dict[str, Any]:
-    status: dict[str, Any] = {}
-    try:
-        with trio.fail_after(timeout):
-            while True:
-                status = await trio.to_thread.run_sync(agent.status)
-                if predicate(status):
-                    return status
-                await trio.sleep(0.2)
-    except trio.TooSlowError:
-        raise AssertionError(f"status never matched in {timeout} s; last: {json.dumps(status)}\n"
-                             f"agent log tail:\n{agent.text()[-4000:]}") from None
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -185,7 +156,8 @@ async def test_a_wake_and_a_command_become_voice_transcript_and_start_an_agent_r
             print(f"\n[interop] agent run {chat['runId']} for the transcript: {chat['errorMessage']}")
             # status.json is refreshed every 2 s by the voice extension, and once more when the
             # WAV ends: give it one refresh.
-            status = await wait_status(agent, lambda s: s.get("voice", {}).get("transcriptCount") == 1, timeout=10)
+            status = await wait_status_file(agent.state_dir,
+                                            lambda s: s.get("voice", {}).get("transcriptCount") == 1, timeout=10)
             assert status["voice"]["lastResult"]["status"] == "queued"
         finally:
             agent.kill()

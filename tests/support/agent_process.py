@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -119,3 +119,40 @@ def presence_of(device_id: str, reason: str):
         return any(e.get("deviceId") == device_id and e.get("reason") == reason for e in entries)
 
     return predicate
+
+
+# --- waiting on an agent's state dir (what ``node-agent status`` reads) ------------------------
+
+
+async def device_id_of(state_dir: Path, timeout: float = 30.0) -> str:
+    """The device id, once the agent has written its identity (its first act on start)."""
+    with trio.fail_after(timeout):
+        while not (state_dir / "identity.json").exists():
+            await trio.sleep(0.05)
+    return json.loads((state_dir / "identity.json").read_text())["deviceId"]
+
+
+def of_device(device_id: str, role: str | None = None) -> Callable[[Any], bool]:
+    """Matches a gateway payload (pairing request, presence entry) about ``device_id``."""
+    def predicate(payload: Any) -> bool:
+        return (isinstance(payload, dict) and payload.get("deviceId", payload.get("nodeId")) == device_id
+                and (role is None or payload.get("role") == role))
+
+    return predicate
+
+
+async def wait_status_file(state_dir: Path, predicate: Callable[[dict[str, Any]], bool],
+                           timeout: float = 30.0) -> dict[str, Any]:
+    """Wait until ``status.json`` matches; on timeout, say what it last held."""
+    from node_agent.agent.status import read_status
+
+    last: dict[str, Any] | None = None
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                last = read_status(state_dir)
+                if last is not None and predicate(last):
+                    return last
+                await trio.sleep(0.05)
+    except trio.TooSlowError:
+        raise AssertionError(f"status.json never matched in {timeout} s; last: {last}") from None
