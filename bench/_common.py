@@ -19,13 +19,13 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path

@@ -29,7 +29,7 @@ from pathlib import Path
 import _common as C  # noqa: E402
 
 #: Everything ``node-agent run`` imports on its way to hello-ok (see cli/__init__, run_cmd.serve).
-RUN_PATH_IMPORTS = ("node_agent.cli", "node_agent.cli.run_cmd", "node_agent.agent.supervisor",
+RUN_PATH_IMPORTS = ("node_agent.cli", "node_agent.cli.run_cmd", "node_agent.agent.node",
                     "node_agent.transport", "node_agent.identity", "node_agent.secrets",
                     "node_agent.adapters.linux", "node_agent.agent.status")
 
@@ -208,10 +208,10 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     print(f"-X importtime run: {len(rows)} modules, {total_us / 1000:.0f} ms of imports "
           f"(inflated by -X importtime), first retry line after {to_retry:.2f} s")
 
-    print(f"\n## top packages by cumulative import time (-X importtime, ms)")
+    print("\n## top packages by cumulative import time (-X importtime, ms)")
     C.print_table(["package", "ms", "share"],
                   [[pkg, f"{c / 1000:.1f}", f"{100 * c / total_us:.0f} %"] for c, pkg in pkg_cost[:args.top]])
-    print(f"\n## node_agent modules by cumulative import time (ms, nested counts overlap)")
+    print("\n## node_agent modules by cumulative import time (ms, nested counts overlap)")
     C.print_table(["module", "cumulative ms", "self ms"],
                   [[n, f"{c / 1000:.1f}", f"{s / 1000:.1f}"] for c, s, n in ours[:args.top]])
     print("\n## imports hello-ok does not need on the default path (what lazy imports would save)")

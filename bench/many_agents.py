@@ -8,7 +8,7 @@ Target: 500 agents at <= 2 MiB each.
 One gateway (RealGateway, ``autoApproveLocal`` on so each new device pairs silently; its node
 surface stays pending, which does not matter here: hello-ok is what counts). For each N, a fresh
 child process (so one size's freed-but-kept heap does not flatter the next) builds N complete
-:class:`~node_agent.agent.supervisor.Agent` objects, each with its own Ed25519 identity,
+:class:`~node_agent.agent.node.Agent` objects, each with its own Ed25519 identity,
 ``memory`` secret store and config, sharing one platform adapter, and starts them all at once in
 one Trio nursery. It reports:
 
@@ -88,9 +88,9 @@ async def wait_connected(agents: list[Any], progress: Progress, timeout: float) 
             with trio.move_on_after(5):
                 await progress.all_done.wait()
             if not progress.all_done.is_set():
-                states = collections.Counter(a.status.get("state") for a in agents)
-                errors = collections.Counter(str(a.status.get("lastError"))[:80] for a in agents
-                                             if a.status.get("state") != "connected")
+                states = collections.Counter(a.status.current.state.value for a in agents)
+                errors = collections.Counter(str(a.status.current.last_error)[:80] for a in agents
+                                             if a.status.current.state.value != "connected")
                 C.log(f"  {time.monotonic() - t0:5.0f} s: {len(connected_at)}/{n} connected; states "
                       f"{dict(states)}; attempts {sum(a.connections for a in agents)}; "
                       f"top errors {errors.most_common(2)}")
@@ -141,8 +141,8 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
 
     from node_agent import __version__  # noqa: F401  (the whole agent stack is imported up front)
     from node_agent.adapters import select_adapter
+    from node_agent.agent.node import Agent
     from node_agent.agent.status import StatusBoard
-    from node_agent.agent.supervisor import Agent
     from node_agent.config import Config
     from node_agent.identity import DeviceIdentity, IdentityRecord
     from node_agent.secret import Secret
@@ -224,7 +224,7 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
         t_cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         idle_wall = time.monotonic() - idle_t0
         cpu = (t_cpu1.ru_utime - t_cpu0.ru_utime) + (t_cpu1.ru_stime - t_cpu0.ru_stime)
-        still = sum(1 for a in agents if a.status.get("state") == "connected")
+        still = sum(1 for a in agents if a.status.current.state.value == "connected")
         result.update({
             "rss_before_mib": rss_before / C.MIB,
             "rss_built_mib": rss_built / C.MIB,

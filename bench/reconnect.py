@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import _common as C  # noqa: E402
-
 import trio  # noqa: E402
 
 from tests.support.operator import Operator  # noqa: E402

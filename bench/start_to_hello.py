@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import _common as C  # noqa: E402  (puts the repo root on sys.path)
-
 import trio  # noqa: E402
 
 from tests.support.operator import Operator  # noqa: E402

@@ -545,9 +545,10 @@ async def _tls_handshake(stream: trio.abc.Stream, config: Config, host: str,
 
 
 def _read_status(state_dir: Path) -> dict[str, Any] | None:
-    from .agent.status import read_status
+    from .agent.status import read_status, to_json
 
-    return read_status(state_dir)
+    status = read_status(state_dir)
+    return to_json(status) if status is not None else None
 
 
 async def check_pairing(config: Config, store: Any) -> Check:
@@ -856,7 +857,9 @@ async def check_service(unit_files: Sequence[Path] | None = None) -> Check:
 
 async def _verify_unit(analyze: str, path: Path, user: bool) -> tuple[Status, str] | None:
     """``None`` when verify is happy; else how bad, and the first line that names our unit."""
-    env = dict(os.environ)
+    from .childenv import helper_env
+
+    env = helper_env()
     with tempfile.TemporaryDirectory(prefix="node-agent-doctor-") as runtime:
         if user and not env.get("XDG_RUNTIME_DIR"):
             env["XDG_RUNTIME_DIR"] = runtime  # a user-mode analysis needs one, even offline

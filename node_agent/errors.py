@@ -123,24 +123,39 @@ class RemoteProtocolError(GatewayError):
 
 
 class GatewayRejected(GatewayError):
-    """The gateway answered a request with ``ok: false``.
+    """The gateway answered a request with ``ok: false``: a refused ``connect`` (classified by the
+    dialect's handshake) or a refused call after ``hello-ok`` (``method`` names it).
 
     ``code`` is the top-level error code, ``detail_code`` the finer ``details.code`` (OpenClaw
     puts the useful distinction there: ``PAIRING_REQUIRED``, ``AUTH_TOKEN_MISMATCH``...).
+    ``signature_version``, when set, is the device-signature version the next connect should use
+    (the gateway refused ours as invalid and may only know the older one).
     """
 
     def __init__(self, message: str, *, code: str, detail_code: str | None = None,
                  details: Mapping[str, Any] | None = None, retry: Retry | None = None,
-                 retry_after_s: float | None = None, hint: str | None = None):
+                 retry_after_s: float | None = None, hint: str | None = None, method: str | None = None,
+                 signature_version: int | None = None):
         super().__init__(message, retry=retry, hint=hint)
         self.code = code
         self.detail_code = detail_code
         self.details = _safe_details(details or {})
         self.retry_after_s = retry_after_s
+        self.method = method
+        self.signature_version = signature_version
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.message!r}, code={self.code!r}, "
                 f"detail_code={self.detail_code!r}, retry={self.retry.value})")
+
+
+class SurfacePending(GatewayRejected):
+    """A node method was refused because the node's declared commands are not approved
+    (OpenClaw ``PAIRING_CHANGED``): a person must run ``openclaw nodes approve``, or the gateway
+    has not caught up with an approval it just broadcast. Classified once, in the protocol core
+    (:func:`node_agent.protocol.replies.call_refused`)."""
+
+    retry = Retry.PAIRING_PENDING
 
 
 class PairingRequired(GatewayRejected):

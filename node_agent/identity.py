@@ -9,6 +9,9 @@ Invariant: an identity that exists but cannot be read **fails closed**. If ``ide
 present and the key is missing, unreadable or does not match, we raise :class:`IdentityError`
 and never generate a replacement: a new key would silently orphan the pairing a person approved.
 Only ``node-agent unpair --reset-identity`` starts over.
+
+``cryptography`` and the secret stores (which bring Trio) are imported where a key is used, not
+at import time: ``node-agent identity`` and ``status`` read ``identity.json`` and need neither.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import IdentityError
 from .secret import Secret
-from .secrets.base import DEVICE_KEY, SecretStore
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .secrets.base import SecretStore
 
 IDENTITY_FILE = "identity.json"
 
@@ -45,7 +50,9 @@ class DeviceIdentity:
 
     __slots__ = ("_key", "_public_raw", "device_id", "public_key")
 
-    def __init__(self, key: Ed25519PrivateKey):
+    def __init__(self, key: "Ed25519PrivateKey"):
+        from cryptography.hazmat.primitives import serialization
+
         self._key = key
         self._public_raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self.device_id = hashlib.sha256(self._public_raw).hexdigest()
@@ -53,10 +60,14 @@ class DeviceIdentity:
 
     @classmethod
     def generate(cls) -> "DeviceIdentity":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_secret(cls, secret: Secret) -> "DeviceIdentity":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             raw = b64url_decode(secret.reveal())
             if len(raw) != 32:
@@ -66,6 +77,8 @@ class DeviceIdentity:
             raise IdentityError("the stored device key is not a valid Ed25519 key") from None
 
     def private_secret(self) -> Secret:
+        from cryptography.hazmat.primitives import serialization
+
         raw = self._key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                        serialization.NoEncryption())
         return Secret(b64url(raw))
@@ -124,13 +137,13 @@ def read_record(state_dir: Path) -> IdentityRecord | None:
 
 
 def write_record(state_dir: Path, record: IdentityRecord) -> None:
-    from .secrets._atomic import atomic_write  # the same crash-safe write the secret file uses
+    from .atomic import atomic_write  # the same crash-safe write the secret file uses
 
     state_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(state_dir / IDENTITY_FILE, (json.dumps(record.to_json(), indent=2) + "\n").encode())
 
 
-async def load_or_create(state_dir: Path, store: SecretStore, *, platform: str, device_family: str,
+async def load_or_create(state_dir: Path, store: "SecretStore", *, platform: str, device_family: str,
                          create: bool = True) -> tuple[DeviceIdentity, IdentityRecord]:
     """Load this device's identity, creating it on first run.
 
@@ -138,6 +151,8 @@ async def load_or_create(state_dir: Path, store: SecretStore, *, platform: str, 
     crash in between leaves a key we can rebuild the record from (never a record without a key).
     """
     import trio
+
+    from .secrets.base import DEVICE_KEY
 
     record = await trio.to_thread.run_sync(read_record, state_dir)
     secret = await store.get(DEVICE_KEY)

@@ -30,6 +30,13 @@ def register_secret(secret: Secret | str | None) -> None:
             _registered.add(value)
 
 
+def registered_values() -> frozenset[str]:
+    """Every secret value registered so far (for :mod:`node_agent.childenv`, which keeps them out
+    of child processes' environments)."""
+    with _lock:
+        return frozenset(_registered)
+
+
 def redact(text: str) -> str:
     for value in list(_registered):
         if value in text:
@@ -58,12 +65,26 @@ class _JournalFormatter(logging.Formatter):
         return f"<{self._PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at setup: a CLI command
+    run inside a longer-lived process (tests, a REPL) must not keep a stream that was replaced."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: str = "info", *, stream=None) -> None:
+    """One handler on the root logger (replacing ours from an earlier call), with the redactor."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_node_agent", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler._node_agent = True  # type: ignore[attr-defined]
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import trio
 import trio_websocket
 
+from .config import normalize_fingerprint
 from .errors import ConfigError, ConnectionLost, GatewayUnreachable, RemoteProtocolError
 
 MAX_MESSAGE_SIZE = 32 * 1024 * 1024
@@ -102,13 +103,6 @@ def ssl_context_for(url: str, *, ca_file: str | None = None, fingerprint: str | 
         return ctx
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     return ctx
-
-
-def normalize_fingerprint(fingerprint: str) -> str:
-    text = fingerprint.lower().removeprefix("sha256:").replace(":", "").strip()
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise ConfigError("TLS fingerprint must be a SHA-256 hex digest (64 hex digits, colons allowed)")
-    return text
 
 
 @contextlib.asynccontextmanager

@@ -9,13 +9,13 @@ stdin or an environment variable, never inside a script or a shell command line.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
 import trio
 
+from ..childenv import helper_env
 from .base import SpeechError
 
 
@@ -29,7 +29,8 @@ class ProcessResult:
 class ProcessRunner(Protocol):
     async def __call__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                        stdin: bytes = b"", timeout_s: float) -> ProcessResult:
-        """Run ``argv`` (no shell) with ``env`` *added to* the inherited environment, feed it
+        """Run ``argv`` (no shell) with ``env`` added to a helper's minimal environment
+        (:func:`node_agent.childenv.helper_env`: never the gateway token), feed it
         ``stdin`` and wait at most ``timeout_s``. Raises ``OSError`` if it cannot start and
         :class:`trio.TooSlowError` on timeout (the process is killed)."""
         ...
@@ -37,7 +38,7 @@ class ProcessRunner(Protocol):
 
 async def run_process(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                       stdin: bytes = b"", timeout_s: float) -> ProcessResult:
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = helper_env(env)
     with trio.fail_after(timeout_s):
         # On cancellation (timeout included) trio kills the child and waits for it.
         result = await trio.run_process(list(argv), stdin=stdin, capture_stdout=True,

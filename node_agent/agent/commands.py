@@ -1,10 +1,12 @@
 """The ``node.invoke`` command registry and the built-in commands.
 
 A command is an async function ``(params: dict, ctx: CommandContext) -> JSON-able payload``.
-It answers ``ok: false`` by raising :class:`~node_agent.errors.InvokeError`. The registry is
-also the node's declared surface: ``commands`` and ``caps`` in ``connect`` come from it, so a
-command that is not registered is never advertised (and ``system.run``-style commands exist
-only if something registers them on purpose).
+It answers ``ok: false`` by raising :class:`~node_agent.errors.InvokeError`. Its Trio task is
+cancelled when the gateway cancels the invoke (``node.invoke.cancel``), when its deadline
+passes, or when the connection ends: clean up in ``finally``. The registry is also the node's
+declared surface: ``commands`` and ``caps`` in ``connect`` come from it, so a command that is not
+registered is never advertised (and ``system.run``-style commands exist only if something
+registers them on purpose).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import socket
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import attrs
 
@@ -22,14 +24,25 @@ from .. import __version__
 from ..adapters import PlatformAdapter
 from ..errors import InvokeError
 
+if TYPE_CHECKING:
+    from ..protocol.models import NodeInvokeRequest
+    from ..protocol.replies import NodeEventReply
+    from .status import AgentStatus
+
 
 @attrs.frozen(kw_only=True)
 class CommandContext:
+    """What a handler may use: the device, the agent's status, and the invoke's own connection
+    (``node_event`` sends an event on it and returns the gateway's typed reply, raising
+    :class:`~node_agent.errors.GatewayRejected` if it is refused)."""
+
     adapter: PlatformAdapter
     device_id: str
     display_name: str
     started_at: float  # time.time() of process start
-    status: Callable[[], dict[str, Any]]
+    status: Callable[[], "AgentStatus"]
+    request: "NodeInvokeRequest | None" = None
+    node_event: Callable[[str, Any], Awaitable["NodeEventReply"]] | None = attrs.field(default=None, repr=False)
 
 
 Handler = Callable[[dict[str, Any], CommandContext], Awaitable[Any]]
@@ -88,7 +101,9 @@ async def device_info(params: dict[str, Any], ctx: CommandContext) -> dict[str, 
 
 async def device_status(params: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
     payload: dict[str, Any] = {"uptimeSeconds": round(time.time() - ctx.started_at, 3), **host_stats()}
-    payload["agent"] = ctx.status()
+    from .status import to_json
+
+    payload["agent"] = to_json(ctx.status())
     return payload
 
 

@@ -8,7 +8,12 @@ cancelled (so nothing outlives its socket) and ``run`` returns the typed error t
 
 Invoke contract: every ``node.invoke.request`` gets exactly one ``node.invoke.result``. The
 handler runs under the request's ``timeoutMs`` (minus a margin so our answer beats the
-gateway's own timeout); on timeout, cancel or a crash it is answered with ``ok: false``.
+gateway's own timeout); on timeout, cancel or a crash it is answered with ``ok: false``. A
+connection without a command registry (the operator link) answers every invoke ``UNAVAILABLE``.
+
+The connection never parses wire JSON and never matches error codes: the session hands it typed
+actions (:class:`~node_agent.protocol.actions.InvokeStarted`, a ``ResponseReceived`` whose
+refusal is already a typed :class:`~node_agent.errors.GatewayRejected`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import trio
 
-from ..errors import ConnectionLost, InvokeError, NodeAgentError, RemoteProtocolError, Retry
+from ..errors import (
+    ConnectionLost,
+    GatewayRejected,
+    InvokeError,
+    NodeAgentError,
+    RemoteProtocolError,
+    Retry,
+    SurfacePending,
+)
 from ..protocol import (
     Action,
     CancelInvoke,
@@ -30,16 +43,16 @@ from ..protocol import (
     HelloOk,
     LogProblem,
     NodeInvokeRequest,
-    NodePairResolved,
     PairingPending,
     Ready,
-    Response,
     ResponseReceived,
     Send,
     Session,
     State,
     StoreDeviceToken,
 )
+from ..protocol.actions import InvokeStarted, SurfaceApproved
+from ..protocol.replies import NodeEventReply
 from ..secret import Secret
 from .commands import CommandContext, CommandRegistry
 
@@ -50,7 +63,8 @@ INVOKE_MARGIN_S = 0.25
 
 
 class ConnectionHooks(Protocol):
-    """What the supervisor does with a connection's news. All hooks must return promptly."""
+    """What the link does with a connection's news. All hooks must return promptly; long work
+    goes in a task on ``conn.nursery``."""
 
     async def on_ready(self, conn: "Connection", hello: HelloOk) -> None: ...
 
@@ -60,19 +74,21 @@ class ConnectionHooks(Protocol):
 
     async def on_pairing_pending(self, pending: PairingPending) -> None: ...
 
+    async def on_surface_approved(self, conn: "Connection") -> None: ...
+
     async def on_event(self, conn: "Connection", event: Event) -> None: ...
 
+    def on_event_refused(self, event: str, reason: str) -> None:
+        """The gateway dropped (``handled: false``) or refused a ``node.event`` we sent."""
+        ...
 
-class GatewayCallError(NodeAgentError):
-    """A request we made after hello-ok was answered with ``ok: false``."""
 
-    def __init__(self, method: str, code: str, message: str, detail_code: str | None):
-        super().__init__(f"{method} refused: {code}{'/' + detail_code if detail_code else ''}: {message}")
-        self.method, self.code, self.detail_code = method, code, detail_code
+#: Builds the context a command handler gets, for one invoke on one connection.
+ContextFactory = Callable[["Connection", NodeInvokeRequest], CommandContext]
 
 
 async def retry_while_settling(send: Callable[[], Any], *, attempts: int = 6, delay: float = 0.5) -> Any:
-    """Call ``send`` again while the gateway answers ``PAIRING_CHANGED``.
+    """Call ``send`` again while the gateway refuses it as :class:`SurfacePending`.
 
     Right after ``node.pair.resolved: approved`` the real gateway can still refuse node methods
     for a moment ("node pairing changed before request dispatch"): the approval is broadcast
@@ -82,16 +98,16 @@ async def retry_while_settling(send: Callable[[], Any], *, attempts: int = 6, de
     for attempt in range(attempts):
         try:
             return await send()
-        except GatewayCallError as exc:
-            if exc.detail_code != "PAIRING_CHANGED" or attempt == attempts - 1:
+        except SurfacePending:
+            if attempt == attempts - 1:
                 raise
             await trio.sleep(delay)
 
 
 class Connection:
-    def __init__(self, session: Session, transport: Any, hooks: ConnectionHooks, registry: CommandRegistry,
-                 command_context: Callable[[], CommandContext], *, ping_interval: float | None = 20.0,
-                 ping_timeout: float = 10.0):
+    def __init__(self, session: Session, transport: Any, hooks: ConnectionHooks, *,
+                 registry: CommandRegistry | None = None, command_context: ContextFactory | None = None,
+                 ping_interval: float | None = 20.0, ping_timeout: float = 10.0):
         self.session = session
         self._transport = transport
         self._hooks = hooks
@@ -100,13 +116,13 @@ class Connection:
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._send_lock = trio.Lock()
-        self._waiters: dict[str, tuple[trio.Event, list[Response]]] = {}
+        self._waiters: dict[str, tuple[trio.Event, list[ResponseReceived]]] = {}
         self._invokes: dict[str, trio.CancelScope] = {}
         self._cancelled_invokes: set[str] = set()
         self._deadline_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._ending: NodeAgentError | None = None
-        #: ``node.pair.resolved: approved`` arrived on this connection (see :meth:`node_event`).
+        #: The gateway approved this node's commands on this connection (see :meth:`node_event`).
         self.surface_approved = False
 
     def __repr__(self) -> str:
@@ -120,7 +136,9 @@ class Connection:
         return self._nursery
 
     async def call(self, method: str, params: Any = None, *, timeout: float = 15.0) -> Any:
-        """Make a request and wait for its answer. Raises GatewayCallError on ``ok: false``."""
+        """Make a request and wait for its answer: the decoded reply. Raises
+        :class:`~node_agent.errors.GatewayRejected` (typed by the protocol core) on ``ok: false``
+        and :class:`~node_agent.errors.ConnectionLost` when no answer can come."""
         self._check_open(method)
         rid, actions = self.session.request(method, params)
         return await self._await_response(method, rid, actions, timeout)
@@ -139,17 +157,26 @@ class Connection:
         method, params = self.session.dialect.subscription(session_key, subscribe)
         return await self.call(method, params, timeout=timeout)
 
-    async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> Any:
+    async def node_event(self, event: str, payload: Any, *, timeout: float = 15.0) -> NodeEventReply:
+        """Send a ``node.event`` and return the gateway's typed reply. A reply that says the
+        gateway dropped the event (``handled: false``), and a refusal, are reported to the hooks
+        (logged once per event and reason, shown in ``status``); a refusal is also raised."""
         try:
-            return await self._node_event_once(event, payload, timeout)
-        except GatewayCallError as exc:
-            if exc.detail_code != "PAIRING_CHANGED" or not self.surface_approved:
+            reply = await self._node_event_once(event, payload, timeout)
+        except SurfacePending:
+            if not self.surface_approved:
                 raise
-        # This connection saw its commands approved, yet the gateway refused: it has not caught
-        # up yet (also when the refusal was in flight across the approval). Ask again, patiently.
-        return await retry_while_settling(lambda: self._node_event_once(event, payload, timeout))
+            # This connection saw its commands approved, yet the gateway refused: it has not
+            # caught up yet (also when the refusal was in flight across the approval). Ask again.
+            reply = await retry_while_settling(lambda: self._node_event_once(event, payload, timeout))
+        except GatewayRejected as exc:
+            self._hooks.on_event_refused(event, exc.detail_code or exc.code)
+            raise
+        if reply.refused:
+            self._hooks.on_event_refused(event, reply.reason or "not handled")
+        return reply
 
-    async def _node_event_once(self, event: str, payload: Any, timeout: float) -> Any:
+    async def _node_event_once(self, event: str, payload: Any, timeout: float) -> NodeEventReply:
         self._check_open("node.event")
         rid, actions = self.session.node_event(event, payload)
         return await self._await_response("node.event", rid, actions, timeout)
@@ -233,13 +260,18 @@ class Connection:
                     await self._transport.send(action.data)
             elif isinstance(action, Dispatch):
                 await self._dispatch(action.event)
+            elif isinstance(action, InvokeStarted):
+                self.nursery.start_soon(self._run_invoke, action)
+            elif isinstance(action, SurfaceApproved):
+                self.surface_approved = True
+                await self._hooks.on_surface_approved(self)
             elif isinstance(action, ResponseReceived):
                 waiter = self._waiters.pop(action.response.id, None)
                 if waiter is not None:
-                    waiter[1].append(action.response)
+                    waiter[1].append(action)
                     waiter[0].set()
-                elif not action.response.ok and action.response.error is not None:
-                    log.info("%s answered late with %s", action.method, action.response.error.code)
+                elif action.refusal is not None:
+                    log.info("%s answered late: %s", action.method, action.refusal.message)
             elif isinstance(action, CancelInvoke):
                 scope = self._invokes.get(action.invoke_id)
                 if scope is not None:
@@ -266,12 +298,6 @@ class Connection:
                     self._nursery.cancel_scope.cancel()
 
     async def _dispatch(self, event: Event) -> None:
-        body = event.body
-        if isinstance(body, NodePairResolved) and body.approved:
-            self.surface_approved = True
-        if isinstance(body, NodeInvokeRequest):
-            self.nursery.start_soon(self._run_invoke, body)
-            return
         try:
             await self._hooks.on_event(self, event)
         except Exception:  # a handler bug must not take the connection down
@@ -290,29 +316,30 @@ class Connection:
             self._waiters.pop(rid, None)
         if not slot:
             raise ConnectionLost(f"{method}: connection ended before the answer")
-        response = slot[0]
-        if response.ok:
-            return response.payload
-        error = response.error
-        assert error is not None
-        raise GatewayCallError(method, error.code, error.message, error.detail_code)
+        received = slot[0]
+        if received.refusal is not None:
+            raise received.refusal
+        return received.reply
 
     # -- node.invoke --------------------------------------------------------------------------------
 
-    async def _run_invoke(self, request: NodeInvokeRequest) -> None:
-        started = trio.current_time()
-        command = self._registry.get(request.command)
+    async def _run_invoke(self, started: InvokeStarted) -> None:
+        request = started.request
+        begun = trio.current_time()
+        command = self._registry.get(request.command) if self._registry is not None else None
         ok, payload, code, message = False, None, "UNAVAILABLE", ""
         budget = (request.timeout_ms / 1000 - INVOKE_MARGIN_S) if request.timeout_ms else 30.0
         with trio.CancelScope() as scope:
             self._invokes[request.id] = scope
             try:
-                if command is None:
+                if command is None or self._command_context is None:
                     code, message = "UNAVAILABLE", f"command not supported: {request.command}"
+                elif started.error is not None:
+                    code, message = "INVALID_REQUEST", started.error
                 else:
-                    params = _invoke_params(request)
+                    assert started.arguments is not None
                     with trio.fail_after(max(budget, 0.05)):
-                        payload = await command.handler(params, self._command_context())
+                        payload = await command.handler(started.arguments, self._command_context(self, request))
                     ok = True
             except InvokeError as exc:
                 code, message = exc.code, exc.message
@@ -326,7 +353,7 @@ class Connection:
             self._cancelled_invokes.discard(request.id)
             ok, code, message = False, "CANCELLED", "cancelled by the gateway"
         log.info("invoke %s %s in %.0f ms", request.command, "ok" if ok else code,
-                 (trio.current_time() - started) * 1000)
+                 (trio.current_time() - begun) * 1000)
         try:
             if ok:
                 _rid, actions = self.session.invoke_result(request.id, ok=True, payload=payload)
@@ -338,17 +365,10 @@ class Connection:
             log.info("could not answer invoke %s: %s", request.command, exc.message)
 
 
-def _invoke_params(request: NodeInvokeRequest) -> dict[str, Any]:
-    try:
-        return request.arguments()
-    except ValueError as exc:
-        raise InvokeError("INVALID_REQUEST", str(exc)) from None
-
-
 async def serve_once(open_transport: Callable[[], Any],
                      start_session: Callable[[Any], Awaitable[tuple[Session, str | bytes | None]]],
-                     hooks: ConnectionHooks, registry: CommandRegistry,
-                     command_context: Callable[[], CommandContext], *, ping_interval: float | None,
+                     hooks: ConnectionHooks, *, registry: CommandRegistry | None = None,
+                     command_context: ContextFactory | None = None, ping_interval: float | None,
                      ping_timeout: float, track: Callable[[Connection | None], None]) -> tuple[NodeAgentError, bool]:
     """One connection attempt, start to end: open the transport, start a session on it (the
     caller picks the dialect and may hand over a first frame it already read), run a
@@ -360,7 +380,7 @@ async def serve_once(open_transport: Callable[[], Any],
     try:
         async with open_transport() as transport:
             session, first = await start_session(transport)
-            conn = Connection(session, transport, hooks, registry, command_context,
+            conn = Connection(session, transport, hooks, registry=registry, command_context=command_context,
                               ping_interval=ping_interval, ping_timeout=ping_timeout)
             track(conn)
             try:

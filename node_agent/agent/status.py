@@ -1,92 +1,362 @@
-"""What the agent is doing right now, for people and supervisors.
+"""What the agent is doing right now, for people and supervisors: one typed model, one writer.
 
-The running daemon keeps one :class:`StatusBoard`. Each change is written atomically to
-``status.json`` in the state directory (read by ``node-agent status``) and pushed to listeners
-(systemd ``STATUS=``, the ``pair`` command's terminal). Writing status is best effort: a full
-disk must never stop the agent, so a failed write is logged once and retried on the next change.
+:class:`AgentStatus` is the whole picture (connection state, pairing, the operator link, voice,
+refused events); ``status.json`` in the state directory is its serialization (camelCase keys),
+and :func:`read_status` reads it back through the same model, so ``node-agent status``,
+``doctor`` and the ``pair`` screen see exactly the fields the daemon wrote, typed.
+
+Each section has one owner that publishes it through :meth:`StatusBoard.update`: the node link
+owns the connection fields, the operator link its :class:`LinkStatus`, the voice extension its
+:class:`VoiceStatus`. The board is the only thing that writes the file.
+
+Invariants:
+
+* An update that changes nothing writes nothing and wakes nobody.
+* The file is written by :meth:`StatusBoard.run`, a task that writes the latest state once per
+  burst of changes, in a worker thread (a slow disk never stalls the event loop), atomically
+  (:func:`node_agent.atomic.atomic_write`, so a reader never sees half a file). Without that task
+  running nothing reaches the disk until :meth:`StatusBoard.close`, which writes synchronously:
+  the process is ending.
+* Writing is best effort: a full disk must never stop the agent, so a failed write is logged once
+  and retried on the next change.
+* No secret is ever a field: a gateway URL is stored without its password.
+
+This module imports neither Trio nor anything heavy at import time: ``node-agent status`` reads
+the file through it.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
 
 log = logging.getLogger("node_agent.status")
 
 STATUS_FILE = "status.json"
 
+_T = TypeVar("_T")
+
+
+class LinkState(enum.Enum):
+    """What a link to the gateway is doing: the node link's is the agent's ``state``; the
+    operator link has its own in its section."""
+
+    STARTING = "starting"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    #: Waiting for a person to approve this device (a request id or a code is on show).
+    PAIRING = "pairing"
+    #: Between attempts (``retryInSeconds`` says how long).
+    WAITING = "waiting"
+    GATEWAY_RESTARTING = "gateway-restarting"
+    STOPPED = "stopped"
+    #: Stopped by something only a person can fix (``lastError`` and ``hint`` say what).
+    ERROR = "error"
+    #: The operator link: waiting for the node link to be up before it asks anything.
+    WAITING_FOR_NODE = "waiting-for-node"
+    #: The operator link is not needed (the gateway speaks a dialect that sends talk.mode to nodes).
+    OFF = "off"
+
+
+class Surface(enum.Enum):
+    """The node's declared commands, as the gateway sees them (OpenClaw's second pairing stage)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+
+
+@attrs.frozen(kw_only=True)
+class PairingStatus:
+    """The pairing on show: a request id (OpenClaw) or a code to type in (documented dialect)."""
+
+    request_id: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    expires_at_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LinkStatus:
+    state: LinkState
+    role: str = "operator"
+    scopes: tuple[str, ...] = ()
+    granted_scopes: tuple[str, ...] | None = None
+    last_error: str | None = None
+    retry_in_seconds: float | None = None
+    hint: str | None = None
+    reason: str | None = None
+    pairing: PairingStatus | None = None
+
+
+@attrs.frozen(kw_only=True)
+class VoiceStatus:
+    """The voice pipeline (published by the voice extension). The ``last*`` records are the
+    pipeline's own small dicts (time, trigger, score, text...)."""
+
+    mode: str
+    phase: str
+    device: str | None = None
+    audio_open: bool = False
+    active_triggers: tuple[str, ...] = ()
+    unsupported_triggers: tuple[str, ...] = ()
+    supported_phrases: tuple[str, ...] = ()
+    wake_count: int = 0
+    last_wake: dict[str, Any] | None = None
+    last_near_miss: dict[str, Any] | None = None
+    transcript_count: int = 0
+    last_result: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None
+    audio_restarts: int = 0
+    dropped_chunks: int = 0
+    stt: str | None = None
+    debug_dir: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EventRefusal:
+    """A ``node.event`` the gateway answered ``handled: false`` (or refused): which, why, how often."""
+
+    event: str
+    reason: str
+    count: int = 1
+    last_at_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class AgentStatus:
+    pid: int | None = None
+    started_at_ms: int | None = None
+    updated_at_ms: int | None = None
+    #: "run" (the daemon) or "pair".
+    mode: str = "run"
+    state: LinkState = LinkState.STARTING
+    gateway: str | None = None
+    device_id: str | None = None
+    display_name: str | None = None
+    secret_store: str | None = None
+    version: str | None = None
+    adapter: str | None = None
+    dialect: str | None = None
+    server_version: str | None = None
+    protocol: int | None = None
+    connected_at_ms: int | None = None
+    last_error: str | None = None
+    retry_in_seconds: float | None = None
+    hint: str | None = None
+    pairing: PairingStatus | None = None
+    surface: Surface | None = None
+    token_save_error: str | None = None
+    voice_wake_triggers: tuple[str, ...] | None = None
+    voice: VoiceStatus | None = None
+    operator_link: LinkStatus | None = None
+    refused_events: tuple[EventRefusal, ...] = ()
+    #: Set by :func:`read_status` only: the process that wrote the file is gone.
+    stale: bool = False
+
+
+# --- serialization ------------------------------------------------------------------------------
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+_converter: Any = None
+
+
+def _conv() -> Any:
+    """The camelCase cattrs converter, built on first use (``status`` pays for cattrs only when it
+    reads a file)."""
+    global _converter
+    if _converter is None:
+        import cattrs
+        from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+        conv = cattrs.Converter(forbid_extra_keys=False)
+
+        def structure_fn(cls: type) -> Any:
+            return make_dict_structure_fn(cls, conv, **{a.name: override(rename=_camel(a.name))
+                                                        for a in attrs.fields(cls)})
+
+        def unstructure_fn(cls: type) -> Any:
+            return make_dict_unstructure_fn(cls, conv, **{a.name: override(rename=_camel(a.name))
+                                                          for a in attrs.fields(cls)})
+
+        conv.register_structure_hook_factory(attrs.has, structure_fn)
+        conv.register_unstructure_hook_factory(attrs.has, unstructure_fn)
+        _converter = conv
+    return _converter
+
+
+def to_json(status: AgentStatus) -> dict[str, Any]:
+    return _conv().unstructure(status)
+
+
+def from_json(data: Any) -> AgentStatus:
+    """Lenient: unknown keys are ignored (a newer agent may have written them); a file that does
+    not fit raises ValueError with one line."""
+    if not isinstance(data, dict):
+        raise ValueError("status file is not a JSON object")
+    try:
+        return _conv().structure(data, AgentStatus)
+    except Exception as exc:  # cattrs raises exception groups and plain errors alike
+        raise ValueError(f"status file does not fit the status model ({type(exc).__name__})") from None
+
+
+def section_from_json(cls: type[_T], data: dict[str, Any]) -> _T:
+    """A status section (:class:`VoiceStatus`...) from its camelCase JSON shape."""
+    return _conv().structure(data, cls)
+
+
+def public_url(url: str | None) -> str | None:
+    """A gateway URL as it may be shown and stored: without a user name or password in it."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "(malformed URL)"
+
+
+# --- the board ------------------------------------------------------------------------------------
+
 
 class StatusBoard:
-    def __init__(self, state_dir: Path | None, **initial: Any):
+    def __init__(self, state_dir: Path | None, *, mode: str = "run", **initial: Any):
         self._path = state_dir / STATUS_FILE if state_dir is not None else None
-        self._fields: dict[str, Any] = {"pid": os.getpid(), "startedAtMs": int(time.time() * 1000), **initial}
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        now = int(time.time() * 1000)
+        self._status = AgentStatus(pid=os.getpid(), started_at_ms=now, updated_at_ms=now, mode=mode, **initial)
+        self._listeners: list[Callable[[AgentStatus], None]] = []
         self._write_failed = False
+        self._dirty: Any = None  # a trio.Event while the writer runs
+        self._written: AgentStatus | None = None
+        self._changed: list[Any] = []  # trio.Events of wait_for callers
 
     def __repr__(self) -> str:
-        return f"<StatusBoard state={self._fields.get('state')}>"
+        return f"<StatusBoard state={self._status.state.value}>"
 
-    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+    @property
+    def current(self) -> AgentStatus:
+        return self._status
+
+    def subscribe(self, listener: Callable[[AgentStatus], None]) -> None:
         self._listeners.append(listener)
 
-    def snapshot(self) -> dict[str, Any]:
-        return dict(self._fields)
-
-    def get(self, key: str) -> Any:
-        return self._fields.get(key)
-
-    def update(self, **fields: Any) -> None:
-        changed = {k: v for k, v in fields.items() if self._fields.get(k) != v}
-        if not changed:
+    def update(self, **changes: Any) -> None:
+        """Change fields of :class:`AgentStatus` (snake_case names). ``gateway`` is stored
+        without credentials."""
+        if "gateway" in changes:
+            changes["gateway"] = public_url(changes["gateway"])
+        new = attrs.evolve(self._status, **changes)
+        if new == self._status:
             return
-        self._fields.update(changed)
-        self._fields["updatedAtMs"] = int(time.time() * 1000)
-        self._write()
+        self._status = attrs.evolve(new, updated_at_ms=int(time.time() * 1000))
+        if self._dirty is not None:
+            self._dirty.set()
+        for event in self._changed:
+            event.set()
         for listener in self._listeners:
             try:
-                listener(self.snapshot())
+                listener(self._status)
             except Exception:
                 log.exception("status listener failed")
 
-    def close(self, **fields: Any) -> None:
-        """Final state on exit (``state: "stopped"``), so ``status`` does not show a ghost."""
-        self.update(pid=None, **fields)
+    def record_refusal(self, event: str, reason: str) -> bool:
+        """Count a refused ``node.event``. Returns True the first time this (event, reason) is seen
+        (the caller logs it then, and only then)."""
+        now = int(time.time() * 1000)
+        refusals = list(self._status.refused_events)
+        for i, seen in enumerate(refusals):
+            if (seen.event, seen.reason) == (event, reason):
+                refusals[i] = attrs.evolve(seen, count=seen.count + 1, last_at_ms=now)
+                self.update(refused_events=tuple(refusals))
+                return False
+        self.update(refused_events=(*refusals, EventRefusal(event=event, reason=reason, last_at_ms=now)))
+        return True
 
-    def _write(self) -> None:
+    async def wait_for(self, predicate: Callable[[AgentStatus], bool]) -> AgentStatus:
+        """Wait until the status satisfies ``predicate`` (for tests and the ``pair`` screen:
+        no polling)."""
+        import trio
+
+        while not predicate(self._status):
+            event = trio.Event()
+            self._changed.append(event)
+            try:
+                await event.wait()
+            finally:
+                self._changed.remove(event)
+        return self._status
+
+    async def run(self) -> None:
+        """The writer: ``status.json`` follows the model, once per burst of changes, in a worker
+        thread. Run it for the life of the process (in the root nursery)."""
+        import trio
+
         if self._path is None:
             return
-        tmp = self._path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+        self._dirty = trio.Event()
+        self._dirty.set()  # the first state goes out at once
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty = trio.Event()
+                snapshot = self._status
+                if snapshot != self._written:
+                    await trio.to_thread.run_sync(self._write, snapshot)
+        finally:
+            self._dirty = None
+
+    def close(self, **changes: Any) -> None:
+        """Final state on exit (``state: stopped``, no pid), written now, synchronously, so
+        ``status`` does not show a ghost."""
+        self.update(pid=None, **changes)
+        if self._path is not None and self._status != self._written:
+            self._write(self._status)
+
+    def _write(self, snapshot: AgentStatus) -> None:
+        from ..atomic import atomic_write
+
+        assert self._path is not None
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self._fields, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
-            os.replace(tmp, self._path)
+            data = json.dumps(to_json(snapshot), indent=2, sort_keys=True) + "\n"
+            atomic_write(self._path, data.encode("utf-8"), 0o644)
+            self._written = snapshot
             self._write_failed = False
         except OSError as exc:
             if not self._write_failed:
-                log.warning("cannot write %s (%s); status will be stale until it can", self._path, exc.strerror)
+                log.warning("cannot write %s (%s); status will be stale until it can", self._path,
+                            exc.strerror or type(exc).__name__)
             self._write_failed = True
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
 
 
-def read_status(state_dir: Path) -> dict[str, Any] | None:
+def read_status(state_dir: Path) -> AgentStatus | None:
+    """The status the agent last wrote, or None when there is none (or it is unreadable)."""
     try:
         data = json.loads((state_dir / STATUS_FILE).read_text("utf-8"))
+        status = from_json(data)
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict):
-        return None
-    pid = data.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
-        data["state"] = "stopped"
-        data["stale"] = True
-    return data
+    if status.pid is not None and not _alive(status.pid):
+        status = attrs.evolve(status, state=LinkState.STOPPED, stale=True)
+    return status
 
 
 def _alive(pid: int) -> bool:

@@ -29,6 +29,7 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
                         help="list input devices but do not open them to see which are busy")
     parser.add_argument("--unit-file", action="append", metavar="FILE", dest="doctor_unit_files",
                         help="verify this systemd unit instead of the installed ones (repeatable)")
+    parser.set_defaults(func=run)
     return parser
 
 

@@ -5,51 +5,93 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Callable
 
+from ..agent.status import public_url
 from ..identity import IDENTITY_FILE, read_record
 from .options import config_from_args
 
+if TYPE_CHECKING:
+    from ..agent.status import AgentStatus
+
+
+def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("status", help="what the agent is doing (connection, pairing, voice)")
+    common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=status)
+    p = sub.add_parser("identity", help="this device's id and public key")
+    common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=identity)
+    p = sub.add_parser("unpair", help="forget the device token (and optionally the identity)")
+    common(p)
+    p.add_argument("--reset-identity", action="store_true",
+                   help="also delete the device key: the gateway will see a new device")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=unpair)
+
 
 def status(args: argparse.Namespace) -> int:
-    from ..agent.status import read_status
+    from ..agent.status import read_status, to_json
 
     config = config_from_args(args)
     record = read_record(config.state_dir)
-    data = read_status(config.state_dir) or {"state": "never run"}
-    data.setdefault("gateway", config.gateway_url)
-    if record is not None:
-        data.setdefault("deviceId", record.device_id)
-    data["stateDir"] = str(config.state_dir)
+    current = read_status(config.state_dir)
     if args.json:
+        data = to_json(current) if current is not None else {"state": "never run"}
+        data.setdefault("gateway", public_url(config.gateway_url))
+        if record is not None and not data.get("deviceId"):
+            data["deviceId"] = record.device_id
+        data["stateDir"] = str(config.state_dir)
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
-    print(f"state:     {data.get('state')}{' (stale status file)' if data.get('stale') else ''}")
-    print(f"gateway:   {data.get('gateway')}" + (f" ({data['dialect']} dialect)" if data.get("dialect") else ""))
-    print(f"device id: {data.get('deviceId', '(no identity yet)')}")
-    if data.get("secretStore"):
-        print(f"secrets:   {data['secretStore']} store")
-    pairing = data.get("pairing") or {}
-    if pairing.get("code"):
-        print(f"pairing:   enter code {pairing['code']} on the gateway")
-    elif pairing.get("requestId"):
-        print(f"pairing:   waiting for approval: openclaw devices approve {pairing['requestId']}")
-    if data.get("surface") == "pending":
-        print("commands:  awaiting approval: openclaw nodes pending; openclaw nodes approve <requestId>")
-    link = data.get("operatorLink") or {}
-    if isinstance(link, dict) and link.get("state"):
-        pending = (link.get("pairing") or {}).get("requestId")
-        print(f"operator link: {link['state']}" + (f" (approve: openclaw devices approve {pending})" if pending else ""))
-    if data.get("voiceWakeTriggers") is not None:
-        print(f"wake words: {', '.join(data['voiceWakeTriggers']) or '(none)'}")
-    if data.get("voice"):
-        voice = data["voice"]
-        print(f"voice:     mode {voice.get('mode')}; unsupported triggers: "
-              f"{', '.join(voice.get('unsupportedTriggers') or []) or 'none'}")
-    if data.get("lastError"):
-        print(f"last error: {data['lastError']}")
-    if data.get("hint"):
-        print(f"to fix:    {data['hint']}")
+    print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None), end="")
     return 0
+
+
+def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str | None) -> str:
+    """The ``status`` screen, as a person reads it."""
+    from ..agent.status import LinkState, Surface
+
+    lines: list[str] = []
+    if current is None:
+        lines.append("state:     never run")
+        lines.append(f"gateway:   {public_url(gateway)}")
+        lines.append(f"device id: {device_id or '(no identity yet)'}")
+        return "\n".join(lines) + "\n"
+    lines.append(f"state:     {current.state.value}{' (stale status file)' if current.stale else ''}")
+    lines.append(f"gateway:   {current.gateway or public_url(gateway)}"
+                 + (f" ({current.dialect} dialect)" if current.dialect else ""))
+    lines.append(f"device id: {current.device_id or device_id or '(no identity yet)'}")
+    if current.secret_store:
+        lines.append(f"secrets:   {current.secret_store} store")
+    pairing = current.pairing
+    if pairing is not None and pairing.code:
+        lines.append(f"pairing:   enter code {pairing.code} on the gateway")
+    elif pairing is not None and pairing.request_id:
+        lines.append(f"pairing:   waiting for approval: openclaw devices approve {pairing.request_id}")
+    if current.surface is Surface.PENDING:
+        lines.append("commands:  awaiting approval: openclaw nodes pending; openclaw nodes approve <requestId>")
+    link = current.operator_link
+    if link is not None:
+        pending = link.pairing.request_id if link.pairing is not None else None
+        lines.append(f"operator link: {link.state.value}"
+                     + (f" (approve: openclaw devices approve {pending})" if pending else ""))
+    if current.voice_wake_triggers is not None:
+        lines.append(f"wake words: {', '.join(current.voice_wake_triggers) or '(none)'}")
+    if current.voice is not None:
+        lines.append(f"voice:     mode {current.voice.mode}; unsupported triggers: "
+                     f"{', '.join(current.voice.unsupported_triggers) or 'none'}")
+    for refusal in current.refused_events:
+        lines.append(f"refused:   node.event {refusal.event} ({refusal.reason}) x{refusal.count}")
+    if current.token_save_error:
+        lines.append(f"token:     not saved: {current.token_save_error}")
+    if current.last_error and current.state is not LinkState.CONNECTED:
+        lines.append(f"last error: {current.last_error}")
+    if current.hint:
+        lines.append(f"to fix:    {current.hint}")
+    return "\n".join(lines) + "\n"
 
 
 def identity(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``node-agent run`` (the daemon) and ``node-agent pair`` (the same agent, until approved).
 
 This is the composition root: it opens the secret store, loads or creates the identity, picks
-the platform adapter, builds the :class:`~node_agent.agent.supervisor.Agent`, and owns process
+the platform adapter, builds the :class:`~node_agent.agent.node.Agent`, and owns process
 concerns: signals (first SIGTERM/SIGINT closes the socket cleanly and exits 0; a second one
 exits at once), systemd notification, and the terminal output of ``pair``.
 """
@@ -11,16 +11,34 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import trio
-
-from ..config import Config
-from ..logs import register_secret, setup_logging
 from .options import config_from_args
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+if TYPE_CHECKING:
+    from ..agent.link import Notice
+    from ..agent.status import AgentStatus
+
+
+def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("run", help="run the agent (the daemon)")
+    common(p)
+    p.set_defaults(func=run)
+    p = sub.add_parser("pair", help="pair this device with the gateway (foreground until approved)")
+    common(p)
+    p.add_argument("--setup-code", metavar="CODE", help="an OpenClaw setup code (openclaw qr) or oc-pair:// link")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (default: never)")
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from ..logs import register_secret, setup_logging
+
     pair_mode = args.command == "pair"
     setup = None
     overrides: dict[str, object] = {}
@@ -45,23 +63,31 @@ def run(args: argparse.Namespace) -> int:
                     getattr(args, "timeout", None), out)
 
 
-def _printer() -> Callable[[str], None]:
-    def out(text: str) -> None:
-        if text.startswith("Pairing code: "):
-            code = text.split("\n", 1)[0].removeprefix("Pairing code: ").strip()
-            print(big_digits(code), flush=True)
-        print(text, flush=True)
+def _printer() -> Callable[[Notice | str], None]:
+    """The ``pair`` terminal: notices as a person reads them (a pairing code in large digits)."""
+    def out(notice: Notice | str) -> None:
+        if isinstance(notice, str):
+            print(notice, flush=True)
+            return
+        pending = notice.pending
+        if pending is not None and pending.code:
+            print(big_digits(pending.code), flush=True)
+        print(notice.text, flush=True)
 
     return out
 
 
 async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout: float | None = None,
-                out: Callable[[str], None] | None = None, *, ready: Callable[[object], None] | None = None) -> int:
+                out: Callable[[Notice | str], None] | None = None, *,
+                ready: Callable[[object], None] | None = None) -> int:
+    import trio
+
     from ..adapters import select_adapter
     from ..agent.commands import builtin_registry
-    from ..agent.status import StatusBoard
-    from ..agent.supervisor import EXIT_OK, Agent
+    from ..agent.node import EXIT_OK, Agent
+    from ..agent.status import LinkState, StatusBoard, Surface
     from ..identity import load_or_create
+    from ..logs import register_secret
     from ..secrets import open_store
 
     register_secret(config.shared_token)
@@ -90,7 +116,7 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         voice = None  # ...but it does not open the microphone or listen
     link = _operator_link(config, voice, store, identity, record, status) if voice is not None else None
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
-                  registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, on_message=out,
+                  registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, notices=out,
                   extensions=[ext for ext in (voice, link) if ext is not None] or None)
     if pair_mode and out is not None:
         out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
@@ -100,6 +126,7 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         ready(agent)
     code = EXIT_OK
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(status.run)
         nursery.start_soon(_signals, agent)
         if voice is not None:
             nursery.start_soon(voice.run)
@@ -112,7 +139,7 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
             with trio.move_on_after(timeout) as scope:
                 code = await agent.run()
             if scope.cancelled_caught:
-                status.close(state="stopped")
+                status.close(state=LinkState.STOPPED)
                 if out is not None:
                     out(f"not paired within {timeout:g} s; run `node-agent pair` again after approving")
                 code = 1
@@ -123,7 +150,7 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         if notifier is not None:
             notifier.notify(STOPPING="1")
         nursery.cancel_scope.cancel()
-    if pair_mode and out is not None and code == EXIT_OK and status.get("surface") == "approved":
+    if pair_mode and out is not None and code == EXIT_OK and status.current.surface is Surface.APPROVED:
         out("paired: this device is an approved node. Start the service or run `node-agent run`.")
     return code
 
@@ -131,11 +158,11 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
 def _voice_extension(config: Config, adapter, status):
     """The voice pipeline, when ``[voice] enabled = true``. Built before connecting so a broken
     voice setup is reported at start, not on the first wake."""
-    if not config.voice.get("enabled"):
+    if not config.voice.enabled:
         return None
-    from ..voice.extension import VoiceExtension, VoiceSettings
+    from ..voice.extension import VoiceExtension
 
-    return VoiceExtension(VoiceSettings.from_table(config.voice), adapter, status)
+    return VoiceExtension(config.voice, adapter, status)
 
 
 def _operator_link(config: Config, voice, store, identity, record, status):
@@ -158,29 +185,39 @@ def _sd_notifier(status):
     if notifier is None:
         return None
 
-    def push(snapshot: dict) -> None:
-        notifier.notify(STATUS=describe_status(snapshot))
+    last: list[str] = []
+
+    def push(snapshot: AgentStatus) -> None:
+        line = describe_status(snapshot)
+        if last != [line]:  # STATUS= only when what it says changes
+            last[:] = [line]
+            notifier.notify(STATUS=line)
 
     status.subscribe(push)
     return notifier
 
 
-def describe_status(snapshot: dict) -> str:
-    state = snapshot.get("state", "?")
-    if state == "pairing":
-        pairing = snapshot.get("pairing") or {}
-        if pairing.get("code"):
-            return f"pairing: enter code {pairing['code']} on the gateway"
-        return f"pairing: waiting for approval (request {pairing.get('requestId') or '?'})"
-    if state == "connected":
-        surface = " (commands awaiting approval)" if snapshot.get("surface") == "pending" else ""
-        return f"connected to {snapshot.get('gateway')}{surface}"
-    if state == "waiting":
-        return f"disconnected: {snapshot.get('lastError')}; retry in {snapshot.get('retryInSeconds')} s"
-    return str(state)
+def describe_status(snapshot: AgentStatus) -> str:
+    """One line for systemd's ``STATUS=`` (``systemctl status`` shows it)."""
+    from ..agent.status import LinkState, Surface
+
+    state = snapshot.state
+    if state is LinkState.PAIRING:
+        pairing = snapshot.pairing
+        if pairing is not None and pairing.code:
+            return f"pairing: enter code {pairing.code} on the gateway"
+        return f"pairing: waiting for approval (request {(pairing.request_id if pairing else None) or '?'})"
+    if state is LinkState.CONNECTED:
+        surface = " (commands awaiting approval)" if snapshot.surface is Surface.PENDING else ""
+        return f"connected to {snapshot.gateway}{surface}"
+    if state is LinkState.WAITING:
+        return f"disconnected: {snapshot.last_error}; retry in {snapshot.retry_in_seconds} s"
+    return state.value
 
 
 async def _signals(agent) -> None:
+    import trio
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         stopping = False
         async for _sig in signals:

@@ -48,6 +48,7 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
 
     devices = sub.add_parser("devices", help="list audio input devices")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
     return parser
 
 
@@ -85,13 +86,12 @@ def _test(args: argparse.Namespace) -> int:
     import trio
 
     from ..errors import ConfigError
-    from ..voice.settings import VoiceSettings
     from .options import config_from_args
 
-    level = getattr(args, "log_level", None)
-    logging.basicConfig(level=getattr(logging, level.upper()) if level else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    settings = VoiceSettings.from_table(config_from_args(args).voice)
+    if getattr(args, "log_level", None) is None:
+        # `voice test` prints its own report; the pipeline's INFO lines would interleave with it.
+        logging.getLogger().setLevel(logging.WARNING)
+    settings = config_from_args(args).voice
     stt_command = tuple(shlex.split(args.stt_command)) if args.stt_command else settings.stt_command
     if args.stt_command is not None and not stt_command:
         raise ConfigError("--stt-command is empty")

@@ -17,7 +17,9 @@ from .actions import (
     Send,
     StoreDeviceToken,
 )
+from .autodetect import DETECT_WINDOW_S, choose_dialect, get_dialect
 from .dialect import ClientInfo, ConnectInputs, Credentials, Dialect, Handshake, Signer
+from .jsonrpc import JsonRpcDialect, JsonRpcHandshake
 from .models import (
     ConnectChallenge,
     ErrorShape,
@@ -39,8 +41,6 @@ from .models import (
     VoiceWakeChanged,
 )
 from .openclaw import OpenClawDialect
-from .jsonrpc import JsonRpcDialect, JsonRpcHandshake
-from .autodetect import DETECT_WINDOW_S, choose_dialect, get_dialect
 from .session import Session, State
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -7,13 +7,14 @@ frozen record; none holds a secret in its ``repr``.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
 
-from ..errors import NodeAgentError
+from ..errors import GatewayRejected, NodeAgentError
 from ..secret import Secret
-from .models import Event, HelloOk, Response
+from .models import Event, HelloOk, NodeInvokeRequest, Response
 
 
 @attrs.frozen
@@ -61,6 +62,23 @@ class Dispatch:
 
 
 @attrs.frozen
+class InvokeStarted:
+    """The gateway asked this node to run a command: start it. ``arguments`` are its decoded
+    parameters; when they could not be decoded, ``error`` says why (answer ``INVALID_REQUEST``).
+    Exactly one ``node.invoke.result`` must follow (see the session's invariants)."""
+
+    request: NodeInvokeRequest
+    arguments: dict[str, Any] | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+
+
+@attrs.frozen
+class SurfaceApproved:
+    """The gateway approved this node's declared commands on this live connection (OpenClaw
+    ``node.pair.resolved`` for our device): node methods work now, or will in a moment."""
+
+
+@attrs.frozen
 class CancelInvoke:
     """The gateway cancelled an invoke (its caller gave up): stop the running handler."""
 
@@ -69,10 +87,14 @@ class CancelInvoke:
 
 @attrs.frozen
 class ResponseReceived:
-    """A response to a request the agent made (``node.event``, ``node.invoke.result``...)."""
+    """A response to a request the agent made (``node.event``, ``node.invoke.result``...), read
+    once here: ``refusal`` is the typed error of an ``ok: false`` answer, ``reply`` the decoded
+    payload of an ``ok: true`` one (a :class:`~.replies.NodeEventReply` for ``node.event``)."""
 
     response: Response
     method: str
+    refusal: GatewayRejected | None = None
+    reply: Any = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -103,8 +125,26 @@ class HoldUntilReady:
     event: Event
 
 
-Action = Send | Ready | StoreDeviceToken | ForgetDeviceToken | PairingPending | Dispatch | \
-    CancelInvoke | ResponseReceived | Close | LogProblem
+class Step(enum.Enum):
+    """Where a handshake has got to, as it tells its session (see the session's transition table)."""
+
+    #: ``connect`` went out (the first one, or one replacing an expired or approved request).
+    CONNECT_SENT = "connect-sent"
+    #: The gateway wants a person to approve this device (a request id or a code is on show).
+    AWAITING_APPROVAL = "awaiting-approval"
+
+
+@attrs.frozen
+class HandshakeStep:
+    """From a handshake to its session only (never reaches the I/O layer): the handshake moved
+    on. The session changes state from these, from ``Ready`` and from ``Close``, never from what
+    an action happens to carry."""
+
+    step: Step
+
+
+Action = Send | Ready | StoreDeviceToken | ForgetDeviceToken | PairingPending | Dispatch | InvokeStarted | \
+    SurfaceApproved | CancelInvoke | ResponseReceived | Close | LogProblem
 
 #: What a dialect's handshake may return to its session.
-HandshakeAction = Action | HoldUntilReady
+HandshakeAction = Action | HoldUntilReady | HandshakeStep

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import attrs
 
 from ..secret import Secret
-from .actions import Action, HandshakeAction
+from .actions import HandshakeAction
 from .models import Event, Request, Response
 
 #: Our ``client.version`` and ``userAgent``. Kept here (not imported from the package root) so
@@ -97,9 +97,11 @@ class ConnectInputs:
 
 
 class Handshake(Protocol):
-    """One connection's handshake. Fed by the session until it returns a ``Ready`` or ``Close``."""
+    """One connection's handshake. Fed by the session until it returns a ``Ready`` or ``Close``;
+    it reports each step it takes (:class:`~.actions.HandshakeStep`) so the session's state
+    follows from facts, not from the actions' contents."""
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float) -> list[HandshakeAction]:
         """The socket just opened."""
         ...
 
@@ -107,13 +109,13 @@ class Handshake(Protocol):
         """May answer :class:`HoldUntilReady` for an event that belongs to the session being set up."""
         ...
 
-    def on_response(self, response: Response, now: float) -> list[Action]: ...
+    def on_response(self, response: Response, now: float) -> list[HandshakeAction]: ...
 
     def deadline(self) -> float | None:
         """When the handshake gives up (absolute session time), or None for no limit."""
         ...
 
-    def on_timer(self, now: float) -> list[Action]: ...
+    def on_timer(self, now: float) -> list[HandshakeAction]: ...
 
 
 class Dialect(Protocol):

@@ -66,7 +66,18 @@ from ..errors import (
 )
 from ..secret import Secret
 from . import convert
-from .actions import Action, Close, ForgetDeviceToken, LogProblem, PairingPending, Ready, Send, StoreDeviceToken
+from .actions import (
+    Close,
+    ForgetDeviceToken,
+    HandshakeAction,
+    HandshakeStep,
+    LogProblem,
+    PairingPending,
+    Ready,
+    Send,
+    Step,
+    StoreDeviceToken,
+)
 from .dialect import ConnectInputs, client_object
 from .documented_models import (
     DOCUMENTED_EVENTS,
@@ -462,7 +473,7 @@ class JsonRpcHandshake:
 
     # -- Handshake protocol --------------------------------------------------------------------
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float) -> list[HandshakeAction]:
         if self._phase is not _Phase.IDLE:
             raise LocalProtocolError("handshake started twice")
         return self._send_connect(now)
@@ -470,7 +481,7 @@ class JsonRpcHandshake:
     def deadline(self) -> float | None:
         return self._deadline
 
-    def on_timer(self, now: float) -> list[Action]:
+    def on_timer(self, now: float) -> list[HandshakeAction]:
         if self._deadline is None or now < self._deadline:
             return []
         if self._phase is _Phase.PENDING:
@@ -485,7 +496,7 @@ class JsonRpcHandshake:
         return self._finish(Close(1008, "connect response timeout",
                                   ConnectionLost(f"gateway sent no {waited} in time")))
 
-    def on_event(self, event: Event, now: float) -> list[Action]:
+    def on_event(self, event: Event, now: float) -> list[HandshakeAction]:
         if self._phase is _Phase.DONE:
             return []
         body = event.body
@@ -518,7 +529,7 @@ class JsonRpcHandshake:
         # they are not ours to handle.
         return []
 
-    def on_response(self, response: Response, now: float) -> list[Action]:
+    def on_response(self, response: Response, now: float) -> list[HandshakeAction]:
         if self._phase is _Phase.DONE:
             return []
         current = response.id == self._connect_id
@@ -530,7 +541,7 @@ class JsonRpcHandshake:
             return []  # a refusal of a connect we already replaced
         assert response.error is not None
         error = classify_connect_error(response.error, sent_device_token=self._sent_device_token)
-        actions: list[Action] = []
+        actions: list[HandshakeAction] = []
         if error.retry is Retry.REAUTH:
             actions.append(ForgetDeviceToken())
         actions.append(Close(1000, "handshake refused", error))
@@ -538,7 +549,7 @@ class JsonRpcHandshake:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _send_connect(self, now: float) -> list[Action]:
+    def _send_connect(self, now: float) -> list[HandshakeAction]:
         if self._connect_id is not None:
             self._superseded.add(self._connect_id)
         self._connect_id = self._new_id()
@@ -549,18 +560,18 @@ class JsonRpcHandshake:
             self._phase = _Phase.CONNECTING
         self._deadline = now + (APPROVED_RESPONSE_TIMEOUT_S if self._phase is _Phase.APPROVED
                                 else CONNECT_TIMEOUT_S)
-        return [Send(data, "connect")]
+        return [HandshakeStep(Step.CONNECT_SENT), Send(data, "connect")]
 
-    def _on_code(self, code: str, expires_at_ms: int | None, now: float) -> list[Action]:
+    def _on_code(self, code: str, expires_at_ms: int | None, now: float) -> list[HandshakeAction]:
         if self._phase not in (_Phase.CONNECTING, _Phase.PENDING):
             return [LogProblem(f"pairing code ignored while {self._phase.value}")]
         self._phase = _Phase.PENDING
         self._code, self._code_expires_at_ms, self._code_arrived = code, expires_at_ms, now
         self._deadline = self._code_deadline()
-        return [PairingPending(code=code, expires_at_ms=expires_at_ms)]
+        return [HandshakeStep(Step.AWAITING_APPROVAL), PairingPending(code=code, expires_at_ms=expires_at_ms)]
 
     def _on_resolved(self, approved: bool, token: Secret | None, node_id: str | None,
-                     now: float) -> list[Action]:
+                     now: float) -> list[HandshakeAction]:
         if self._phase is _Phase.APPROVED and approved:
             # node.pair.resolved and device.pair.resolved may both come; one is enough.
             if token is not None and token != self._issued_token:
@@ -581,9 +592,9 @@ class JsonRpcHandshake:
         self._issued_token = self._device_token = token
         return [StoreDeviceToken(token)]
 
-    def _on_connected(self, payload: Any) -> list[Action]:
+    def _on_connected(self, payload: Any) -> list[HandshakeAction]:
         hello = parse_connect_result(payload)
-        actions: list[Action] = []
+        actions: list[HandshakeAction] = []
         # _device_token is what we already hold: the stored token, or the one just issued and stored.
         if hello.device_token is not None and hello.device_token != self._device_token:
             actions.append(StoreDeviceToken(hello.device_token))
@@ -592,7 +603,7 @@ class JsonRpcHandshake:
         actions.append(Ready(hello))
         return self._finish(*actions)
 
-    def _finish(self, *actions: Action) -> list[Action]:
+    def _finish(self, *actions: HandshakeAction) -> list[HandshakeAction]:
         self._phase = _Phase.DONE
         self._deadline = None
         return list(actions)
@@ -605,7 +616,7 @@ class JsonRpcHandshake:
         expected = self._inputs.client.instance_id
         return node_id is None or expected is None or node_id == expected
 
-    def _observe_clock(self, gateway_ms: int, now: float) -> list[Action]:
+    def _observe_clock(self, gateway_ms: int, now: float) -> list[HandshakeAction]:
         self._clock_offset_ms = gateway_ms - now * 1000
         if self._phase is _Phase.PENDING:
             self._deadline = self._code_deadline()

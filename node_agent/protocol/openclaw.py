@@ -34,11 +34,13 @@ from .actions import (
     Close,
     ForgetDeviceToken,
     HandshakeAction,
+    HandshakeStep,
     HoldUntilReady,
     LogProblem,
     PairingPending,
     Ready,
     Send,
+    Step,
     StoreDeviceToken,
 )
 from .dialect import ConnectInputs, client_object
@@ -270,12 +272,6 @@ def build_connect_params(inputs: ConnectInputs, challenge: ConnectChallenge) -> 
     return params
 
 
-class SignatureRejected(GatewayRejected):
-    """``DEVICE_AUTH_SIGNATURE_INVALID``: retry once with the older v2 payload."""
-
-    retry = Retry.TRANSIENT
-
-
 def classify_connect_error(error: ErrorShape, inputs: ConnectInputs) -> NodeAgentError:
     """Map a refused ``connect`` to a typed error whose retry category drives the supervisor."""
     code, detail = error.code, error.detail_code
@@ -305,7 +301,8 @@ def classify_connect_error(error: ErrorShape, inputs: ConnectInputs) -> NodeAgen
             hint=f"this gateway speaks protocol {expected}; node-agent speaks "
                  f"{inputs.min_protocol}-{inputs.max_protocol}. Upgrade whichever is older.", **kwargs)
     if detail == "DEVICE_AUTH_SIGNATURE_INVALID" and inputs.signature_version == 3:
-        return SignatureRejected(message, **kwargs)
+        # An older gateway that knows only the v2 payload: connect again at once, signing v2.
+        return GatewayRejected(message, retry=Retry.TRANSIENT, signature_version=2, **kwargs)
     if detail == "DEVICE_AUTH_DEVICE_ID_MISMATCH":
         return IdentityError(f"gateway: {message}: the stored device id does not match its key")
     if detail in {"DEVICE_AUTH_SIGNATURE_EXPIRED", "DEVICE_AUTH_NONCE_MISMATCH", "DEVICE_AUTH_NONCE_REQUIRED"}:
@@ -314,6 +311,12 @@ def classify_connect_error(error: ErrorShape, inputs: ConnectInputs) -> NodeAgen
         return GatewayRejected(message, retry=Retry.FATAL,
                                hint="the setup code is expired or already used; ask for a new one "
                                     "(openclaw qr) or pair with the shared token", **kwargs)
+    if detail == "AUTH_SCOPE_MISMATCH":
+        return GatewayRejected(
+            message, retry=Retry.FATAL,
+            hint=f"the gateway approved this device's {inputs.role} role with other scopes than "
+                 f"{', '.join(inputs.scopes) or 'none'}; approve the pending scope upgrade "
+                 "(`openclaw devices approve <requestId>`) or remove and re-pair the device", **kwargs)
     if detail is not None and detail.startswith("AUTH_"):
         return ConfigError(
             f"gateway refused our credentials: {message}",
@@ -359,12 +362,12 @@ class OpenClawHandshake:
             params = build_connect_params(self._inputs, body)
             data = OpenClawDialect().encode(Request(id=self._connect_id, method="connect", params=params))
             self._deadline = now + HANDSHAKE_TIMEOUT_S
-            return [Send(data, "connect")]
+            return [HandshakeStep(Step.CONNECT_SENT), Send(data, "connect")]
         if self._connect_id is not None:
             return [HoldUntilReady(event)]
         return [LogProblem(f"event {event.name!r} before connect ignored")]
 
-    def on_response(self, response: Response, now: float) -> list[Action]:
+    def on_response(self, response: Response, now: float) -> list[HandshakeAction]:
         if self._connect_id is None or response.id != self._connect_id:
             return [LogProblem("response before connect ignored")]
         self._deadline = None
@@ -375,16 +378,17 @@ class OpenClawHandshake:
                 # The handshake never raises: a garbled hello-ok ends this connection like any
                 # other refusal, typed as the gateway's fault (TRANSIENT: the next one may be fine).
                 return [Close(1002, "malformed hello-ok", exc)]
-            actions: list[Action] = []
+            actions: list[HandshakeAction] = []
             if hello.device_token is not None:
                 actions.append(StoreDeviceToken(hello.device_token))
             actions.append(Ready(hello))
             return actions
         assert response.error is not None
         error = classify_connect_error(response.error, self._inputs)
-        actions = []
+        actions: list[HandshakeAction] = []
         if isinstance(error, PairingRequired):
-            actions.append(PairingPending(request_id=error.request_id, reason=error.reason))
+            actions += [HandshakeStep(Step.AWAITING_APPROVAL),
+                        PairingPending(request_id=error.request_id, reason=error.reason)]
         if error.retry is Retry.REAUTH:
             actions.append(ForgetDeviceToken())
         actions.append(Close(1000, "handshake refused", error))

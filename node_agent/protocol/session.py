@@ -12,23 +12,33 @@ logger; the Trio layer feeds it three kinds of input and carries out the actions
 
 Outbound calls (``node_event``, ``invoke_result``, ``request``) return the actions to perform.
 
-States (each transition is driven by the dialect's handshake until READY)::
+States, and what moves between them (every legal transition is a row of :data:`TRANSITIONS`;
+anything else is our bug and raises :class:`~node_agent.errors.LocalProtocolError`)::
 
-    AWAITING_CHALLENGE --(challenge: send connect)--> CONNECTING --(hello-ok)--> READY
-            |                                             |                         |
-            |                                             +--(pairing required)--> PENDING_APPROVAL
-            +----------------------(timeout / refusal / close)-----------------> CLOSING -> CLOSED
+    AWAITING_CHALLENGE --CONNECT_SENT--> CONNECTING --HELLO_OK--> READY
+                                          |      ^                  |
+                          AWAITING_APPROVAL      CONNECT_SENT       |
+                                          v      |                  |
+                                        PENDING_APPROVAL --HELLO_OK-+
+          (any open state) --CLOSE_REQUESTED--> CLOSING --SOCKET_CLOSED--> CLOSED (terminal)
 
-``PENDING_APPROVAL`` ends the connection in the OpenClaw dialect (the gateway closes after
-``NOT_PAIRED``); in the documented dialect the socket stays open while a person types the code.
+The handshake reports its progress explicitly (:class:`~.actions.HandshakeStep` for
+``CONNECT_SENT`` and ``AWAITING_APPROVAL``); ``Ready`` is ``HELLO_OK`` and ``Close`` is
+``CLOSE_REQUESTED``. ``PENDING_APPROVAL`` ends the connection in the OpenClaw dialect (the gateway
+closes after ``NOT_PAIRED``); in the documented dialect the socket stays open while a person
+types the code, and a new ``connect`` (the code expired, or the approval needs one) goes back to
+``CONNECTING``.
 
 Invariants
 ----------
 * Node methods (``node.event``, ``node.invoke.result``) are only legal in READY; calling them
   earlier is a :class:`~node_agent.errors.LocalProtocolError` (our bug, never the gateway's).
-* Every ``node.invoke.request`` is answered exactly once: a second answer, or an answer to an id
-  we never received, raises ``LocalProtocolError``. A ``node.invoke.cancel`` does not close the
+* Every ``node.invoke.request`` becomes one :class:`~.actions.InvokeStarted` (its parameters
+  decoded here, once) and is answered exactly once: a second answer, or an answer to an id we
+  never received, raises ``LocalProtocolError``. A ``node.invoke.cancel`` does not close the
   invoke; the handler is cancelled and still answers (with ``CANCELLED``).
+* Every response to our own request is typed here (:mod:`.replies`): a refusal as a
+  gateway-blamed error, a ``node.event`` answer as a ``NodeEventReply``.
 * Liveness: any inbound frame counts. With no frame for 2 x ``tickIntervalMs`` the session asks
   to close with 4000 "tick timeout" (what the reference client does).
 * A malformed frame is reported (``LogProblem``) and skipped; the connection carries on. Only
@@ -45,22 +55,43 @@ import json
 import uuid
 from typing import Any, Callable
 
-from ..errors import ConnectionLost, LocalProtocolError, NodeAgentError, RemoteProtocolError, Retry
+import attrs
+
+from ..errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    NodeAgentError,
+    RemoteProtocolError,
+    Retry,
+)
 from .actions import (
     Action,
     CancelInvoke,
     Close,
     Dispatch,
     HandshakeAction,
+    HandshakeStep,
     HoldUntilReady,
+    InvokeStarted,
     LogProblem,
-    PairingPending,
     Ready,
     ResponseReceived,
     Send,
+    Step,
+    SurfaceApproved,
 )
 from .dialect import ConnectInputs, Dialect, Handshake
-from .models import Event, HelloOk, NodeInvokeCancel, NodeInvokeRequest, Request, Response, Shutdown
+from .models import (
+    Event,
+    HelloOk,
+    NodeInvokeCancel,
+    NodeInvokeRequest,
+    NodePairResolved,
+    Request,
+    Response,
+    Shutdown,
+)
+from .replies import call_refused, decode_reply
 
 
 class State(enum.Enum):
@@ -76,6 +107,44 @@ class State(enum.Enum):
     CLOSING = "closing"
     #: The socket ended. Terminal.
     CLOSED = "closed"
+
+
+class Trigger(enum.Enum):
+    """What moves the session from one state to the next."""
+
+    CONNECT_SENT = "connect-sent"
+    AWAITING_APPROVAL = "awaiting-approval"
+    HELLO_OK = "hello-ok"
+    CLOSE_REQUESTED = "close-requested"
+    SOCKET_CLOSED = "socket-closed"
+
+
+_OPEN = (State.AWAITING_CHALLENGE, State.CONNECTING, State.PENDING_APPROVAL, State.READY)
+
+#: Every legal transition, (state, trigger) -> next state. Read it as the protocol's contract.
+TRANSITIONS: dict[tuple[State, Trigger], State] = {
+    (State.AWAITING_CHALLENGE, Trigger.CONNECT_SENT): State.CONNECTING,
+    # The documented dialect may replace a connect (a superseded one, or after a code expired).
+    (State.CONNECTING, Trigger.CONNECT_SENT): State.CONNECTING,
+    (State.PENDING_APPROVAL, Trigger.CONNECT_SENT): State.CONNECTING,
+    (State.CONNECTING, Trigger.AWAITING_APPROVAL): State.PENDING_APPROVAL,
+    # A replacement code while one is on show.
+    (State.PENDING_APPROVAL, Trigger.AWAITING_APPROVAL): State.PENDING_APPROVAL,
+    (State.CONNECTING, Trigger.HELLO_OK): State.READY,
+    # Documented dialect: approved while waiting on the same socket.
+    (State.PENDING_APPROVAL, Trigger.HELLO_OK): State.READY,
+    **{(state, Trigger.CLOSE_REQUESTED): State.CLOSING for state in (*_OPEN, State.CLOSING)},
+    **{(state, Trigger.SOCKET_CLOSED): State.CLOSED for state in State},
+}
+
+_STEP_TRIGGER = {Step.CONNECT_SENT: Trigger.CONNECT_SENT, Step.AWAITING_APPROVAL: Trigger.AWAITING_APPROVAL}
+
+
+@attrs.frozen
+class _Pending:
+    method: str
+    #: For ``node.event``: the event's name, so its reply can say which event it answers.
+    event: str | None = None
 
 
 # Close codes the gateway uses and what they mean for the next attempt.
@@ -101,7 +170,7 @@ class Session:
         self.state = State.AWAITING_CHALLENGE
         self.hello: HelloOk | None = None
         self._last_rx: float | None = None
-        self._pending: dict[str, str] = {}  # request id -> method
+        self._pending: dict[str, _Pending] = {}  # request id -> what it asked
         self._open_invokes: set[str] = set()
         self._ending_error: NodeAgentError | None = None
         self._shutdown: Shutdown | None = None
@@ -160,7 +229,7 @@ class Session:
     def connection_closed(self, code: int | None, reason: str | None) -> NodeAgentError:
         """The socket ended. Returns why, typed for the reconnect policy."""
         previous = self.state
-        self.state = State.CLOSED
+        self._transition(Trigger.SOCKET_CLOSED)
         self._pending.clear()
         if self._ending_error is not None:
             return self._ending_error
@@ -177,18 +246,18 @@ class Session:
 
     # -- outputs the agent asks for --------------------------------------------------------------
 
-    def request(self, method: str, params: Any = None) -> tuple[str, list[Action]]:
+    def request(self, method: str, params: Any = None, *, _event: str | None = None) -> tuple[str, list[Action]]:
         """Send a request in READY; the answer comes back as ``ResponseReceived``."""
         if self.state is not State.READY:
             raise LocalProtocolError(f"{method} is only legal once connected (state {self.state.value})")
         rid = self._new_id()
-        self._pending[rid] = method
+        self._pending[rid] = _Pending(method, _event)
         return rid, [Send(self.dialect.encode(Request(id=rid, method=method, params=params)), method)]
 
     def node_event(self, event: str, payload: Any) -> tuple[str, list[Action]]:
         # payloadJSON is a string or absent, never null (closed schema).
-        params = {"event": event, "payloadJSON": json.dumps(payload, separators=(",", ":"))}
-        return self.request("node.event", params)
+        params = {"event": event, "payloadJSON": json.dumps(payload, separators=(",", ":"), ensure_ascii=False)}
+        return self.request("node.event", params, _event=event)
 
     def invoke_result(self, invoke_id: str, *, ok: bool, payload: Any = None,
                       error_code: str | None = None, error_message: str | None = None) -> tuple[str, list[Action]]:
@@ -219,34 +288,58 @@ class Session:
         return signer.device_id if signer is not None else self.inputs.client.id
 
     def _on_response(self, response: Response, now: float) -> list[Action]:
-        method = self._pending.pop(response.id, None)
-        if method is not None:
-            return [ResponseReceived(response, method)]
+        pending = self._pending.pop(response.id, None)
+        if pending is not None:
+            if response.ok:
+                return [ResponseReceived(response, pending.method,
+                                         reply=decode_reply(pending.method, response.payload, event=pending.event))]
+            assert response.error is not None
+            return [ResponseReceived(response, pending.method, refusal=call_refused(pending.method, response.error))]
         if self.state is State.READY:
-            return [LogProblem(f"response to unknown request id ignored")]
+            return [LogProblem("response to unknown request id ignored")]
         return self._apply(self._handshake.on_response(response, now), now)
 
     def _on_event(self, event: Event, now: float) -> list[Action]:
         if self.state is not State.READY:
             return self._apply(self._handshake.on_event(event, now), now)
         body = event.body
-        actions: list[Action] = []
         if isinstance(body, NodeInvokeRequest):
             if body.id in self._open_invokes:
                 return [LogProblem("duplicate node.invoke.request ignored", body.id)]
             self._open_invokes.add(body.id)
-        elif isinstance(body, NodeInvokeCancel):
+            try:
+                return [InvokeStarted(body, arguments=body.arguments())]
+            except ValueError as exc:
+                return [InvokeStarted(body, error=str(exc))]
+        actions: list[Action] = []
+        if isinstance(body, NodeInvokeCancel):
             if body.invoke_id in self._open_invokes:
                 actions.append(CancelInvoke(body.invoke_id))
         elif isinstance(body, Shutdown):
             self._shutdown = body
+        elif isinstance(body, NodePairResolved) and body.approved and body.token is None \
+                and self._is_us(body.node_id):
+            actions.append(SurfaceApproved())
         actions.append(Dispatch(event))
         return actions
 
+    def _is_us(self, node_id: str | None) -> bool:
+        return node_id is None or node_id == self._node_id() or node_id == self.inputs.client.instance_id
+
+    def _transition(self, trigger: Trigger) -> None:
+        try:
+            self.state = TRANSITIONS[(self.state, trigger)]
+        except KeyError:
+            raise LocalProtocolError(f"{trigger.value} is not legal in state {self.state.value}") from None
+
     def _apply(self, actions: list[HandshakeAction], now: float) -> list[Action]:
-        """Track the state changes the handshake's actions imply."""
+        """Carry the handshake's news: state changes from its steps, ``Ready`` and ``Close``;
+        held events after ``Ready``; everything else passes to the I/O layer in order."""
         out: list[Action] = []
         for action in actions:
+            if isinstance(action, HandshakeStep):
+                self._transition(_STEP_TRIGGER[action.step])
+                continue
             if isinstance(action, HoldUntilReady):
                 if len(self._held) < MAX_HELD_EVENTS:
                     self._held.append(action.event)
@@ -255,18 +348,14 @@ class Session:
                                           f"(more than {MAX_HELD_EVENTS} held)"))
                 continue
             out.append(action)
-            if isinstance(action, Send) and action.label == "connect":
-                self.state = State.CONNECTING
-            elif isinstance(action, Ready):
-                self.state = State.READY
+            if isinstance(action, Ready):
+                self._transition(Trigger.HELLO_OK)
                 self.hello = action.hello
                 held, self._held = self._held, []
                 for event in held:
                     out.extend(self._on_event(event, now))
-            elif isinstance(action, PairingPending):
-                self.state = State.PENDING_APPROVAL
             elif isinstance(action, Close):
-                self.state = State.CLOSING
+                self._transition(Trigger.CLOSE_REQUESTED)
                 self._held.clear()  # a refused handshake's early events were never ours
                 if action.error is not None and self._ending_error is None:
                     self._ending_error = action.error

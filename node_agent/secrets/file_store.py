@@ -5,7 +5,7 @@ The file is as private as the user account, no more: that is the documented trad
 
 Invariants:
 
-* Writes are atomic (see :mod:`._atomic`): after a crash, a full disk or a read-only file
+* Writes are atomic (see :mod:`node_agent.atomic`): after a crash, a full disk or a read-only file
   system the file holds either the old object or the new one, never a torn mix.
 * A file we cannot parse is an error (:class:`~node_agent.errors.SecretStoreError`, retry
   ``FATAL``), never "empty": it may hold the device identity, and treating it as empty would
@@ -29,9 +29,9 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..atomic import atomic_write
 from ..errors import Retry, SecretStoreError
 from ..secret import Secret
-from ._atomic import atomic_write
 from ._values import require_secret
 
 log = logging.getLogger(__name__)

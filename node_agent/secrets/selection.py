@@ -37,8 +37,8 @@ from typing import Any
 
 import trio
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, Retry, SecretStoreError
-from ._atomic import atomic_write
 from .base import SecretStore
 from .file_store import FileStore
 from .keyring_store import KeyringStore

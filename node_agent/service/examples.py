@@ -1,6 +1,6 @@
 """The static example definitions shipped in ``systemd/`` and ``platform/``, from code.
 
-The files are *outputs* of the generators for fixed, documented specs; ``tests/test_service_units``
+The files are *outputs* of the generators for fixed, documented specs; ``tests/service/test_service_units``
 regenerates them and compares bytes, so an example can never drift from what ``service print``
 would write. After changing a generator, refresh them with::
 
@@ -16,6 +16,7 @@ from .launchd import render_plist
 from .spec import Scope, ServiceSpec
 from .systemd import render_unit
 from .windows import render_task_xml
+
 
 def example_files() -> dict[str, bytes]:
     """Repository-relative path -> the bytes that belong there."""

@@ -31,12 +31,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 
 import attrs
 
+from ..atomic import atomic_write as _atomic_write
+from ..childenv import without_secrets
 from ..errors import LocalError, Retry
 from ..secret import Secret
 from .launchd import log_paths, render_plist
@@ -64,9 +65,12 @@ Runner = Callable[[Sequence[str]], CommandResult]
 
 
 def run_command(argv: Sequence[str]) -> CommandResult:
-    """The real :data:`Runner`: ``subprocess.run`` without a shell, output captured."""
+    """The real :data:`Runner`: ``subprocess.run`` without a shell, output captured, and the
+    caller's environment without its secrets (``service install --token-from-env`` is run with the
+    gateway token in the environment; systemctl has no use for it)."""
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        proc = subprocess.run(list(argv), capture_output=True, text=True, check=False,
+                              env=without_secrets(os.environ))
     except FileNotFoundError:
         return CommandResult(127, "", f"{argv[0]}: command not found")
     return CommandResult(proc.returncode, proc.stdout, proc.stderr)
@@ -120,22 +124,9 @@ def default_argv(platform: Platform, config: str | None = None, *, extra: Sequen
 
 
 def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` (temp file + fsync + rename); final permission ``mode``."""
+    """Replace ``path`` with ``data`` (:func:`node_agent.atomic.atomic_write`), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _atomic_write(path, data, mode)
 
 
 # Characters a value may carry bare in a systemd environment file (and in a POSIX shell).

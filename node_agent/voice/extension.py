@@ -29,13 +29,13 @@ import trio
 
 from ..adapters import PlatformAdapter
 from ..agent.commands import CommandContext, CommandRegistry
-from ..agent.connection import Connection, GatewayCallError
-from ..agent.status import StatusBoard
-from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError
+from ..agent.connection import Connection
+from ..agent.status import StatusBoard, VoiceStatus, section_from_json
+from ..config.voice import VoiceSettings
+from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError, SurfacePending
 from ..protocol import Event, GenericEvent, HelloOk, NodePairResolved, TalkMode, VoiceWakeChanged
 from .errors import VoiceError
 from .pipeline import Mode, Transcript, VoicePipeline
-from .settings import VoiceSettings
 
 log = logging.getLogger("node_agent.voice")
 
@@ -105,7 +105,7 @@ class VoiceExtension:
             await trio.sleep(2)
 
     def _publish(self) -> None:
-        self.status.update(voice=self.pipeline.status())
+        self.status.update(voice=section_from_json(VoiceStatus, self.pipeline.status()))
 
     def register(self, registry: CommandRegistry) -> None:
         async def start(params: dict[str, Any], ctx: CommandContext) -> Any:
@@ -208,9 +208,9 @@ class VoiceExtension:
             await conn.node_event("voice.transcript", payload)
         except ConnectionLost as exc:
             raise GatewayUnreachable(f"transcript not delivered: {exc.message}") from None
-        except GatewayCallError as exc:  # e.g. PAIRING_CHANGED: the node surface awaits approval
+        except GatewayRejected as exc:  # e.g. SurfacePending: the node's commands await approval
             raise GatewayRejected(f"transcript refused: {exc.message}", code=exc.code,
-                                  detail_code=exc.detail_code) from None
+                                  detail_code=exc.detail_code, retry=exc.retry) from None
         log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
         self._publish()
 
@@ -226,14 +226,14 @@ class VoiceExtension:
         try:
             answer = await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
         except Exception as exc:  # a report is a courtesy: never let it end the connection
-            pending = isinstance(exc, GatewayCallError) and exc.detail_code == "PAIRING_CHANGED"
+            pending = isinstance(exc, SurfacePending)
             if pending and self._reported_unsupported == tuple(unsupported):
                 self._unreported = (unsupported, active)
             log.info("could not report unsupported wake triggers to the gateway%s: %s",
                      " yet (will once this node's commands are approved)" if pending else "", exc)
             return
         # OpenClaw 2026.9.6 accepts it as {"ok": true, "handled": false, "reason": "unsupported_event"}.
-        handled = answer.get("handled") if isinstance(answer, dict) else None
+        handled = answer.handled
         log.info("reported unsupported wake triggers to the gateway: %s (handled: %s)",
                  ", ".join(unsupported), "unknown" if handled is None else str(handled).lower())
 

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import trio
 
+from ..childenv import helper_env
 from .audio import SAMPLE_RATE, wav_bytes
 from .errors import STTError
 
@@ -56,7 +57,7 @@ class CommandSTT:
                 stdin = b""
             else:
                 argv, stdin = self.argv, data
-            env = None if self.env is None else {**os.environ, **self.env}
+            env = helper_env(self.env)  # never the agent's own environment: it holds the gateway token
             try:
                 with trio.fail_after(self.timeout_s):
                     result = await trio.run_process(argv, stdin=stdin, capture_stdout=True, capture_stderr=True,

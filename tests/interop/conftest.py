@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent_process import LOG_FILES
-
 from tests.support.operator import Operator
 from tests.support.real_gateway import (
     NETNS_HINT,

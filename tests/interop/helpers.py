@@ -1,6 +1,6 @@
 """Helpers for interop tests that run our agent in-process against the real gateway.
 
-Job: build an :class:`~node_agent.agent.supervisor.Agent` wired like ``node-agent run`` would
+Job: build an :class:`~node_agent.agent.node.Agent` wired like ``node-agent run`` would
 wire it (real transport, real identity, a secret store of the test's choosing), run it in the
 test's nursery, pair it through an operator socket (both stages: the device, then the node's
 command surface), and wait on its status board with a bound and a useful failure message.
@@ -30,8 +30,8 @@ import trio
 from node_agent.adapters import select_adapter
 from node_agent.agent.backoff import ReconnectPolicy
 from node_agent.agent.commands import CommandRegistry, builtin_registry
-from node_agent.agent.status import StatusBoard
-from node_agent.agent.supervisor import Agent
+from node_agent.agent.node import Agent
+from node_agent.agent.status import StatusBoard, Surface
 from node_agent.config import Config
 from node_agent.identity import DeviceIdentity, IdentityRecord, load_or_create
 from node_agent.secret import Secret
@@ -95,12 +95,12 @@ class RunningAgent:
 
     @property
     def state(self) -> str | None:
-        return self.agent.status.get("state")
+        return self.agent.status.current.state.value
 
     def describe(self) -> str:
-        snap = self.agent.status.snapshot()
-        keep = ("state", "lastError", "retryInSeconds", "pairing", "surface", "tokenSaveError")
-        return f"connections={self.agent.connections} " + ", ".join(f"{k}={snap.get(k)!r}" for k in keep)
+        snap = self.agent.status.current
+        keep = ("state", "last_error", "retry_in_seconds", "pairing", "surface", "token_save_error")
+        return f"connections={self.agent.connections} " + ", ".join(f"{k}={getattr(snap, k)!r}" for k in keep)
 
     async def stop(self, timeout: float = 10.0) -> int | None:
         self.agent.request_stop()
@@ -195,7 +195,7 @@ async def approve_surface(operator: Operator, running: RunningAgent, timeout: fl
     request_id = await poll(lambda: pending_node_request(operator, running.device_id),
                             f"pending node request for {running.device_id[:12]}", timeout)
     await operator.approve_node(request_id)
-    await running.wait(lambda: running.agent.status.get("surface") == "approved", "surface approved", timeout)
+    await running.wait(lambda: running.agent.status.current.surface is Surface.APPROVED, "surface approved", timeout)
     return request_id
 
 

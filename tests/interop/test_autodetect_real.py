@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.test_documented_e2e import make_agent
+from tests.support.agents import make_documented_agent as make_agent
 
 
 async def test_auto_picks_openclaw_against_the_real_gateway(real_gateway, operator, tmp_path):
@@ -15,7 +15,7 @@ async def test_auto_picks_openclaw_against_the_real_gateway(real_gateway, operat
             nursery.start_soon(agent.run)
             request = await operator.wait_event(
                 "device.pair.requested", lambda p: p.get("deviceId") == agent.identity.device_id, timeout=30)
-            assert agent.status.get("dialect") == "openclaw"
-            assert agent.status.get("state") in ("pairing", "waiting", "connecting")
+            assert agent.status.current.dialect == "openclaw"
+            assert agent.status.current.state.value in ("pairing", "waiting", "connecting")
             assert request["clientId"] == "node-host" and request["role"] == "node"
             nursery.cancel_scope.cancel()

@@ -128,7 +128,7 @@ async def test_repeated_sigkill_restarts_lose_no_token_and_make_no_second_identi
                 await running.wait_connected(after=before, timeout=60)
                 # Wall clock on both sides: the agent may be back before the harness has seen the
                 # gateway's "ready" line (it polls the log), so "after ready" can be negative.
-                back_s = agent.status.get("connectedAtMs") / 1000 - t_kill
+                back_s = agent.status.current.connected_at_ms / 1000 - t_kill
                 figures.append((back_s, back_s - start_s, start_s))
                 print(f"restart {i + 1:2d}: gateway ready {start_s:5.2f} s after the kill; agent connected "
                       f"{back_s:5.2f} s after the kill ({back_s - start_s:+.2f} s vs ready; "
@@ -381,7 +381,7 @@ async def test_a_full_disk_keeps_the_old_secrets_says_so_loudly_and_saves_on_the
             running = await start_agent(nursery, agent)
             async with operator_for(real_gateway) as op:
                 await pair(op, running)
-                await running.wait(lambda: agent.status.get("tokenSaveError"), "token save error in the status")
+                await running.wait(lambda: agent.status.current.token_save_error, "token save error in the status")
                 assert file_store.path.read_bytes() == before  # the old contents, byte for byte
                 [error] = [line for line in agent_lines(caplog, logging.ERROR) if "device token" in line]
                 assert "could not save the device token" in error and "no space left on device" in error
@@ -395,7 +395,7 @@ async def test_a_full_disk_keeps_the_old_secrets_says_so_loudly_and_saves_on_the
             count = agent.connections
             proxy.cut()
             await running.wait_connected(after=count, timeout=20)
-            await running.wait(lambda: agent.status.get("tokenSaveError") is None, "token saved on reconnect")
+            await running.wait(lambda: agent.status.current.token_save_error is None, "token saved on reconnect")
             saved = read_secrets(file_store.path)
             assert saved[device_token_key(agent.config.gateway_url)] == (await stored_token(running)).reveal()
             assert saved[DEVICE_KEY] == identity.private_secret().reveal()
@@ -466,7 +466,7 @@ async def test_a_broken_keyring_falls_back_to_the_file_store_with_one_line(real_
 
                 nursery.start_soon(run)
                 # Through the real start path all the way to the real gateway: pairing requested.
-                await wait_until(lambda: agents and agents[0].status.get("state") == "pairing",
+                await wait_until(lambda: agents and agents[0].status.current.state.value == "pairing",
                                  "the agent asking to be paired", 20)
                 agents[0].request_stop()
     finally:
@@ -608,7 +608,7 @@ async def test_a_paired_agent_runs_on_a_read_only_state_dir(real_gateway, tmp_pa
                     codes.append(await serve(config, ready=agents.append))
 
                 nursery.start_soon(run)
-                await wait_until(lambda: agents and agents[0].status.get("state") == "connected",
+                await wait_until(lambda: agents and agents[0].status.current.state.value == "connected",
                                  "connected on the stored token", 30)
                 agents[0].request_stop()
         finally:

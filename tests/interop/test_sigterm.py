@@ -30,7 +30,8 @@ from typing import AsyncIterator
 
 import trio
 
-from node_agent.agent.supervisor import STOP_GRACE_S
+from node_agent.agent.node import STOP_GRACE_S
+from node_agent.agent.status import LinkState, Surface
 from node_agent.secrets import FileStore, device_token_key
 from tests.support.agent_process import AgentProcess, device_id_of, of_device, presence_of, wait_status_file
 from tests.support.operator import Operator
@@ -197,7 +198,7 @@ async def start_in_service(operator: Operator, state: Path, name: str, url: str,
         await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
         # status.json, not a log line: when the node approval lands during a connect, the agent
         # never sees node.pair.resolved and logs nothing, but its heartbeat is accepted.
-        await wait_status_file(state, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
+        await wait_status_file(state, lambda s: s.state is LinkState.CONNECTED and s.surface is Surface.APPROVED)
     except BaseException:
         print(f"[interop] agent log:\n{agent.text()[-4000:]}")
         agent.kill()

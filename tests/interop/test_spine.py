@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from node_agent.agent.status import LinkState, Surface
 from tests.support.agent_process import (
     AgentProcess,
     device_id_of,
@@ -50,7 +51,7 @@ async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir:
 async def surface_approved(state_dir: Path, timeout: float = 30.0) -> None:
     # The status file, not a log line: an approval that lands between two connects is never
     # announced on a live socket, but the next presence heartbeat succeeds and says so.
-    await wait_status_file(state_dir, lambda s: s.get("surface") == "approved" and s.get("state") == "connected",
+    await wait_status_file(state_dir, lambda s: s.surface is Surface.APPROVED and s.state is LinkState.CONNECTED,
                            timeout)
 
 

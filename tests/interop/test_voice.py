@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trio
 
+from node_agent.agent.status import LinkState, Surface
 from tests.support.agent_process import AgentProcess, device_id_of, of_device, secrets_file, wait_status_file
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
@@ -90,7 +91,7 @@ async def run_paired(gateway: RealGateway, operator: Operator, tmp_path: Path, n
     await operator.approve_node(node_request["requestId"])
     # Not the "approved this node's commands" log line: when the surface is approved between two
     # connect attempts the node is never sent node.pair.resolved; its first heartbeat just works.
-    await wait_status_file(state, lambda s: s.get("state") == "connected" and s.get("surface") == "approved")
+    await wait_status_file(state, lambda s: s.state is LinkState.CONNECTED and s.surface is Surface.APPROVED)
     return agent, device_id
 
 
@@ -157,8 +158,9 @@ async def test_a_wake_and_a_command_become_voice_transcript_and_start_an_agent_r
             # status.json is refreshed every 2 s by the voice extension, and once more when the
             # WAV ends: give it one refresh.
             status = await wait_status_file(agent.state_dir,
-                                            lambda s: s.get("voice", {}).get("transcriptCount") == 1, timeout=10)
-            assert status["voice"]["lastResult"]["status"] == "queued"
+                                            lambda s: s.voice is not None and s.voice.transcript_count == 1,
+                                            timeout=10)
+            assert status.voice.last_result["status"] == "queued"
         finally:
             agent.kill()
 

@@ -15,9 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
+
+if TYPE_CHECKING:
+    from node_agent.agent.status import AgentStatus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,12 +144,13 @@ def of_device(device_id: str, role: str | None = None) -> Callable[[Any], bool]:
     return predicate
 
 
-async def wait_status_file(state_dir: Path, predicate: Callable[[dict[str, Any]], bool],
-                           timeout: float = 30.0) -> dict[str, Any]:
-    """Wait until ``status.json`` matches; on timeout, say what it last held."""
+async def wait_status_file(state_dir: Path, predicate: Callable[["AgentStatus"], bool],
+                           timeout: float = 30.0) -> "AgentStatus":
+    """Wait until ``status.json`` (read through the status model) matches; on timeout, say what
+    it last held. Polls: the writer is another process."""
     from node_agent.agent.status import read_status
 
-    last: dict[str, Any] | None = None
+    last: AgentStatus | None = None
     try:
         with trio.fail_after(timeout):
             while True:

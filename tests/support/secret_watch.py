@@ -8,8 +8,9 @@ Installed once per session by ``tests/conftest.py``:
   :class:`~node_agent.errors.NodeAgentError` raised is *captured output*, as are the log files of
   the subprocess agents (:data:`tests.support.agent_process.LOG_FILES`).
 
-``tests/test_zz_no_secrets.py`` runs last and asserts no known secret appears in any captured
-output. Short values (under 8 characters) are ignored: they are test fixtures like "x", not
+When the session finishes, :func:`verdict` (called from ``pytest_sessionfinish`` in
+``tests/conftest.py``, so it runs after every test whatever the order or selection) checks that
+no known secret appears in any captured output; a leak fails the run. Short values (under 8 characters) are ignored: they are test fixtures like "x", not
 credentials, and would match ordinary words.
 """
 
@@ -118,3 +119,21 @@ def leaks(texts: list[str], secrets: set[str]) -> list[tuple[str, str]]:
                 found.append((secret_value[:4] + "…", text[start:start + 140]))
                 break
     return found
+
+
+#: A scan over less than this is a partial run (one file, ``-k``): it proves nothing, so it says so.
+MIN_SECRETS, MIN_TEXTS = 10, 50
+
+
+def verdict() -> tuple[bool | None, str]:
+    """(passed, one-line report) for the whole session; passed is None for a run too small to judge."""
+    files = harvest_subprocess_secrets()
+    texts = list(captured) + error_texts() + [p.read_text("utf-8", "replace") for p in files]
+    summary = (f"{len(known)} secrets checked against {len(captured)} log records, "
+               f"{len(errors_seen)} exception texts and {len(files)} agent log files")
+    if len(known) < MIN_SECRETS or len(texts) < MIN_TEXTS:
+        return None, f"not judged (a partial run: {summary})"
+    found = leaks(texts, known)
+    if found:
+        return False, f"LEAKED {len(found)} secret(s): {found} ({summary})"
+    return True, summary

@@ -1,0 +1,281 @@
+"""The node: the link configured as role ``node``, serving commands and riding extensions.
+
+:class:`Agent` is the node agent a daemon runs: one :class:`~.link.Link` with the node's
+commands (the :class:`~.commands.CommandRegistry` is also its declared surface), plus what only
+the node does:
+
+* presence: ``node.presence.alive`` at connect and every ``heartbeat_interval`` (background),
+  and ``node.host.stats``; a refusal as :class:`~node_agent.errors.SurfacePending` means the
+  node's commands await a person's approval (OpenClaw's second stage), shown once;
+* the node's status fields (dialect, gateway version, surface, wake words, refused events);
+* extensions (:class:`AgentExtension`: the voice pipeline, the operator link...) hear the node
+  link's news: ready, every event, disconnected;
+* ``pair`` mode: once the commands are approved (presence accepted), stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+import trio
+
+from .. import __version__
+from ..adapters import PlatformAdapter
+from ..config import Config
+from ..errors import ConnectionLost, GatewayRejected, SurfacePending
+from ..identity import DeviceIdentity, IdentityRecord
+from ..protocol import (
+    ClientInfo,
+    Dialect,
+    Event,
+    HelloOk,
+    NodeInvokeRequest,
+    OpenClawDialect,
+    PairingPending,
+    Shutdown,
+    UnknownEvent,
+    VoiceWakeChanged,
+)
+from ..secret import Secret
+from ..secrets.base import SecretStore
+from .backoff import ReconnectPolicy
+from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats
+from .connection import Connection
+from .link import EXIT_FATAL, EXIT_OK, STOP_GRACE_S, Link, LinkRole, Notice, NoticeKind, NoticeSink, transport_opener
+from .status import LinkState, StatusBoard, Surface
+
+__all__ = ["EXIT_FATAL", "EXIT_OK", "STOP_GRACE_S", "Agent", "AgentExtension", "approval_instructions",
+           "transport_opener"]
+
+log = logging.getLogger("node_agent.agent")
+
+
+class AgentExtension(Protocol):
+    """Something that rides on the node link (the voice pipeline, MCP tools, the operator link).
+
+    ``register`` declares the extension's commands before the first connect (``pair`` declares
+    the same surface as ``run``, so an approval covers both); ``run`` is the process-long part,
+    started in the root nursery by the composition root. Hooks must return promptly; long work
+    goes in a task on ``conn.nursery``."""
+
+    async def on_ready(self, conn: Connection, hello: HelloOk) -> None: ...
+
+    async def on_event(self, conn: Connection, event: Event) -> None: ...
+
+    async def on_disconnected(self) -> None: ...
+
+
+class Agent:
+    """The node agent: ``await agent.run()`` returns an exit status; :meth:`request_stop` ends it."""
+
+    def __init__(self, config: Config, *, store: SecretStore, identity: DeviceIdentity, record: IdentityRecord,
+                 adapter: PlatformAdapter, registry: CommandRegistry | None = None,
+                 policy: ReconnectPolicy | None = None, status: StatusBoard | None = None,
+                 open_transport: Callable[[], Any] | None = None, bootstrap_token: Secret | None = None,
+                 exit_when_paired: bool = False, notices: NoticeSink | None = None,
+                 extensions: list[AgentExtension] | None = None, dialect: Dialect | None = None):
+        from .liveness import LivenessExtras
+
+        self.config = config
+        self.store = store
+        self.identity = identity
+        self.record = record
+        self.adapter = adapter
+        self.registry = registry or builtin_registry()
+        self.status = status or StatusBoard(None)
+        self.liveness = LivenessExtras()
+        self.extensions: list[AgentExtension] = [self.liveness, *(extensions or [])]
+        self._fixed_dialect = dialect
+        self._exit_when_paired = exit_when_paired
+        self._surface_hint_shown = False
+        self._started_at = time.time()
+        self.paired = False
+        self._notices = notices
+        # With a terminal to print to (`node-agent pair`), instructions go there and the log gets
+        # them at INFO; a daemon has only its log, so there they are warnings a person must see.
+        self.link = Link(config, LinkRole(name="node link", role="node", registry=self.registry,
+                                          command_context=self._command_context),
+                         self, store=store, identity=identity, record=record, publish=self.status.update,
+                         policy=policy, open_transport=open_transport, bootstrap_token=bootstrap_token,
+                         notices=self._notice, say_level=logging.INFO if notices is not None else logging.WARNING)
+        self.status.update(state=LinkState.STARTING, gateway=config.gateway_url, device_id=identity.device_id,
+                           display_name=config.display_name, secret_store=store.name, version=__version__,
+                           adapter=adapter.name)
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.identity!r} gateway={self.config.gateway_url} state={self.status.current.state.value}>"
+
+    # -- the link, as callers see it ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        code = await self.link.run()
+        self.status.close(state=LinkState.STOPPED if code == EXIT_OK else LinkState.ERROR)
+        return code
+
+    def request_stop(self) -> None:
+        self.link.request_stop()
+
+    @property
+    def connections(self) -> int:
+        return self.link.connections
+
+    @property
+    def conn(self) -> Connection | None:
+        return self.link.conn
+
+    # -- RoleHooks --------------------------------------------------------------------------------------
+
+    def client(self) -> ClientInfo:
+        rec = self.record
+        return ClientInfo(version=__version__, platform=rec.platform, device_family=rec.device_family,
+                          display_name=self.config.display_name, instance_id=rec.instance_id,
+                          model_identifier=self.adapter.model_identifier)
+
+    async def pick_dialect(self, transport: Any) -> tuple[Dialect, str | bytes | None]:
+        if self._fixed_dialect is not None:
+            return self._fixed_dialect, None
+        if self.config.protocol == "openclaw":
+            return OpenClawDialect(), None
+        from ..protocol.autodetect import DETECT_WINDOW_S, choose_dialect, get_dialect
+
+        if self.config.protocol == "jsonrpc":
+            return get_dialect("jsonrpc"), None
+        first: str | bytes | None = None
+        with trio.move_on_after(DETECT_WINDOW_S):
+            first = await transport.receive()
+        name = choose_dialect(first)
+        if self.status.current.dialect != name:
+            log.info("protocol auto-detected: %s", name)
+        self.status.update(dialect=name)
+        return get_dialect(name), first
+
+    async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
+        self.status.update(server_version=hello.server_version, protocol=hello.protocol,
+                           dialect=conn.session.dialect.name, token_save_error=self.link.tokens.save_error)
+        log.info("connected to %s (gateway %s, protocol %s, auth %s) as %s", self.status.current.gateway,
+                 hello.server_version or "?", hello.protocol or "?", hello.auth_method or "?",
+                 self.identity.fingerprint)
+        conn.nursery.start_soon(self._presence_loop, conn)
+        for ext in self.extensions:
+            await ext.on_ready(conn, hello)
+
+    async def on_event(self, conn: Connection, event: Event) -> None:
+        body = event.body
+        if isinstance(body, Shutdown):
+            log.info("gateway is shutting down (%s); will reconnect", body.reason or "no reason given")
+            self.status.update(state=LinkState.GATEWAY_RESTARTING)
+        elif isinstance(body, VoiceWakeChanged):
+            self.status.update(voice_wake_triggers=tuple(body.triggers))
+        elif isinstance(body, UnknownEvent):
+            log.debug("unknown event %s ignored", event.name)
+        for ext in self.extensions:
+            await ext.on_event(conn, event)
+
+    async def on_surface_approved(self, conn: Connection) -> None:
+        log.info("the gateway approved this node's commands")
+        conn.nursery.start_soon(self._send_presence, conn, "manual")
+
+    async def on_disconnected(self) -> None:
+        for ext in self.extensions:
+            await ext.on_disconnected()
+
+    def pairing_text(self, pending: PairingPending) -> str:
+        return approval_instructions(self.identity, pending, self.config.display_name)
+
+    def on_event_refused(self, event: str, reason: str) -> None:
+        if self.status.record_refusal(event, reason):
+            log.warning("the gateway did not take node.event %s (%s); counted in `node-agent status`",
+                        event, reason)
+
+    def _notice(self, notice: Notice) -> None:
+        if self._notices is not None:
+            self._notices(notice)
+        pending = notice.pending
+        conn = self.link.conn
+        if pending is not None and pending.code and self.adapter.speech is not None and conn is not None:
+            # Spoken in the background: the reader must keep serving the socket meanwhile.
+            conn.nursery.start_soon(self._speak_code, pending.code)
+
+    async def _speak_code(self, code: str) -> None:
+        assert self.adapter.speech is not None
+        try:
+            with trio.move_on_after(30):
+                await self.adapter.speech.say(f"Pairing code: {' '.join(code)}")
+        except Exception as exc:  # speech is a courtesy; never let it break pairing
+            log.info("could not speak the pairing code (%s)", type(exc).__name__)
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    def _command_context(self, conn: Connection, request: NodeInvokeRequest) -> CommandContext:
+        return CommandContext(adapter=self.adapter, device_id=self.identity.device_id,
+                              display_name=self.config.display_name, started_at=self._started_at,
+                              status=lambda: self.status.current, request=request, node_event=conn.node_event)
+
+    # -- presence -------------------------------------------------------------------------------------------
+
+    async def _presence_loop(self, conn: Connection) -> None:
+        trigger = "connect"
+        while True:
+            await self._send_presence(conn, trigger)
+            trigger = "background"
+            await trio.sleep(self.config.heartbeat_interval)
+
+    async def _send_presence(self, conn: Connection, trigger: str) -> None:
+        payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
+                                   "version": __version__, "platform": self.record.platform,
+                                   "deviceFamily": self.record.device_family}
+        try:
+            await conn.node_event("node.presence.alive", payload)
+        except SurfacePending:
+            self._surface_pending()
+            return
+        except GatewayRejected as exc:
+            log.info("presence heartbeat refused: %s", exc.message)
+            return
+        except ConnectionLost:
+            return
+        if self.status.current.surface is not Surface.APPROVED:
+            self.status.update(surface=Surface.APPROVED)
+            if self._surface_hint_shown:
+                self.link.say(NoticeKind.SURFACE_APPROVED, "node commands approved: this node is fully paired")
+        if self._exit_when_paired:
+            self.paired = True
+            self.request_stop()
+            return
+        try:
+            await conn.node_event("node.host.stats", host_stats())
+        except (GatewayRejected, ConnectionLost) as exc:
+            log.debug("node.host.stats not accepted: %s", exc)
+
+    def _surface_pending(self) -> None:
+        self.status.update(surface=Surface.PENDING)
+        if self._surface_hint_shown:
+            return
+        self._surface_hint_shown = True
+        self.link.say(NoticeKind.SURFACE_PENDING,
+                      "connected, but the gateway has not approved this node's commands yet.\n"
+                      "On the gateway host run:\n"
+                      "  openclaw nodes pending\n"
+                      "  openclaw nodes approve <requestId>     # the request for "
+                      f"{self.config.display_name} ({self.identity.fingerprint})")
+
+
+def approval_instructions(identity: DeviceIdentity, pending: PairingPending, display_name: str) -> str:
+    if pending.code:
+        return (f"Pairing code: {pending.code}\n"
+                f"Enter this code on the gateway to approve {display_name} "
+                f"(device {identity.fingerprint}).")
+    request = pending.request_id or "<requestId>"
+    why = {"metadata-upgrade": " (its platform changed since it was approved)",
+           "role-upgrade": " (it asks for a new role)", "scope-upgrade": " (it asks for more scopes)"}
+    return (f"This device is waiting for approval on the gateway{why.get(pending.reason or '', '')}.\n"
+            f"  name:       {display_name}\n"
+            f"  device id:  {identity.fingerprint} ({identity.device_id})\n"
+            f"  request id: {request}\n"
+            f"On the gateway host, check the device id in `openclaw devices list`, then run:\n"
+            f"  openclaw devices approve {request}\n"
+            f"and, once it connects, approve its commands:\n"
+            f"  openclaw nodes pending\n"
+            f"  openclaw nodes approve <requestId>")

@@ -1,0 +1,244 @@
+"""The Trio layer against an in-memory gateway, on virtual time (``autojump_clock``).
+
+Every timing assertion is an exact virtual time: the backoff schedule, the tick watchdog at
+2 x ``tickIntervalMs``, the announced restart delay, the invoke deadline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from node_agent.agent.commands import builtin_registry
+from node_agent.agent.node import EXIT_FATAL, EXIT_OK
+from node_agent.agent.status import Surface
+from node_agent.secret import Secret
+from node_agent.secrets import MemoryStore, device_token_key
+from tests.support.agents import URL, connected, make_agent, results, run_in
+from tests.support.fake_openclaw import FakeGateway
+
+
+async def test_backoff_schedule_is_exact(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    gw.unreachable = True
+    agent = make_agent(gw, tmp_path)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        while len(gw.attempt_times) < 8:
+            await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert gw.attempt_times[:8] == [0, 1, 3, 7, 15, 31, 61, 91]
+
+
+async def test_pairing_then_token_persisted_and_presence_sent(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    store = MemoryStore()
+    agent = make_agent(gw, tmp_path, store=store)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        await trio.sleep(4)  # attempts at 0 and 3 s are refused: pairing required
+        assert gw.attempt_times == [0, 3]
+        assert agent.status.current.state.value == "pairing"
+        assert agent.status.current.pairing.request_id == f"req-{agent.identity.device_id[:8]}"
+        token = gw.approve(agent.identity.device_id)
+        conn = await gw.wait_connection(3)
+        await conn.wait_request("node.event")
+        assert trio.current_time() == 6  # the next pairing retry, 3 s later
+        assert await store.get(device_token_key(URL)) == Secret(token)
+        assert results(conn, "node.event")[0]["trigger"] == "connect"
+        assert agent.status.current.state.value == "connected"
+        nursery.cancel_scope.cancel()
+
+
+async def test_restart_pairs_with_the_token_alone(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    store = MemoryStore()
+    first = make_agent(gw, tmp_path, store=store)
+    token = gw.approve(first.identity.device_id)
+    await store.set(device_token_key(URL), Secret(token))
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, first)
+        conn = await gw.wait_connection(1)
+        await conn.ready.wait()
+        assert conn.connect_params["auth"] == {"deviceToken": token}
+        nursery.cancel_scope.cancel()
+
+
+async def test_tick_watchdog_closes_at_twice_the_interval(autojump_clock, tmp_path):
+    gw = FakeGateway(tick_interval_ms=30_000)
+    agent = make_agent(gw, tmp_path)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        conn = await gw.wait_connection(1)
+        await conn.wait_request("node.event")  # last frame the agent hears: the presence answer, t=0
+        await conn.ended.wait()
+        assert trio.current_time() == 60.0
+        assert conn.closed_code == 4000
+        await gw.wait_connection(2)
+        assert gw.attempt_times[1] == 60.5  # recovery: back quickly after losing a good link
+        nursery.cancel_scope.cancel()
+
+
+async def test_ticks_keep_the_connection_alive(autojump_clock, tmp_path):
+    gw = FakeGateway(tick_interval_ms=30_000)
+    async with connected(gw, tmp_path) as (agent, conn):
+        for i in range(10):
+            await trio.sleep(30)
+            await conn.send_event("tick", {"ts": i}, seq=i + 1)
+        assert len(gw.connections) == 1 and not conn.ended.is_set()
+
+
+async def test_shutdown_event_reconnects_after_the_announced_delay(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    async with connected(gw, tmp_path) as (agent, conn):
+        await trio.sleep(10)
+        await conn.send_event("shutdown", {"reason": "gateway stopping", "restartExpectedMs": 5000}, seq=3)
+        await conn.close(1012, "service restart")
+        second = await gw.wait_connection(2)
+        assert gw.attempt_times[1] == 15.0
+        await second.ready.wait()
+
+
+async def test_invoke_cancel_stops_the_handler_and_answers_once(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    registry = builtin_registry()
+    handler_cancelled = trio.Event()
+
+    async def slow(params, ctx):
+        try:
+            await trio.sleep_forever()
+        finally:
+            handler_cancelled.set()
+
+    registry.register("probe.slow", slow, cap="probe")
+    async with connected(gw, tmp_path, registry=registry) as (agent, conn):
+        assert "probe.slow" in conn.connect_params["commands"]
+        await conn.send_event("node.invoke.request", {"id": "inv-1", "nodeId": agent.identity.device_id,
+                                                      "command": "probe.slow", "paramsJSON": "{}", "timeoutMs": 30000})
+        await trio.sleep(2)
+        await conn.send_event("node.invoke.cancel", {"invokeId": "inv-1", "nodeId": agent.identity.device_id})
+        (result,) = await conn.wait_request("node.invoke.result")
+        assert trio.current_time() == 2.0 and handler_cancelled.is_set()
+        assert result["params"]["ok"] is False and result["params"]["error"]["code"] == "CANCELLED"
+        await trio.sleep(60)
+        assert len(await conn.wait_request("node.invoke.result")) == 1
+
+
+async def test_invoke_times_out_before_the_gateway_does(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    registry = builtin_registry()
+    registry.register("probe.slow", lambda params, ctx: trio.sleep_forever(), cap="probe")
+    async with connected(gw, tmp_path, registry=registry) as (agent, conn):
+        await conn.send_event("node.invoke.request", {"id": "inv-2", "command": "probe.slow", "timeoutMs": 3000})
+        (result,) = await conn.wait_request("node.invoke.result")
+        assert trio.current_time() == 2.75  # timeoutMs minus the 250 ms margin
+        assert result["params"]["error"]["code"] == "TIMEOUT"
+
+
+async def test_invoke_ok_unknown_and_bad_params(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    async with connected(gw, tmp_path) as (agent, conn):
+        await conn.send_event("node.invoke.request", {"id": "a", "command": "device.info", "paramsJSON": "{}",
+                                                      "timeoutMs": 5000})
+        await conn.send_event("node.invoke.request", {"id": "b", "command": "camera.snap", "timeoutMs": 5000})
+        await conn.send_event("node.invoke.request", {"id": "c", "command": "system.notify",
+                                                      "paramsJSON": "[1]", "timeoutMs": 5000})
+        answers = {r["params"]["id"]: r["params"] for r in await conn.wait_request("node.invoke.result", 3)}
+        info = json.loads(answers["a"]["payloadJSON"])
+        assert answers["a"]["ok"] and info["deviceId"] == agent.identity.device_id
+        assert answers["a"]["nodeId"] == agent.identity.device_id
+        assert answers["b"]["error"]["code"] == "UNAVAILABLE" and "camera.snap" in answers["b"]["error"]["message"]
+        assert answers["c"]["error"]["code"] == "INVALID_REQUEST"
+
+
+async def test_revoked_token_is_forgotten_and_pairing_restarts(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    store = MemoryStore()
+    agent = make_agent(gw, tmp_path, store=store)
+    await store.set(device_token_key(URL), Secret("revoked-token-000000"))
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        first = await gw.wait_connection(1)
+        await first.ended.wait()
+        assert first.connect_params["auth"] == {"deviceToken": "revoked-token-000000"}
+        second = await gw.wait_connection(2)
+        assert gw.attempt_times[1] == 0.25
+        await second.ended.wait()
+        assert second.connect_params["auth"] == {"token": gw.shared_token}  # back to the shared token
+        assert await store.get(device_token_key(URL)) is None
+        assert agent.status.current.state.value == "pairing"
+        nursery.cancel_scope.cancel()
+
+
+async def test_protocol_mismatch_is_fatal(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    gw.refuse_next.append(({"code": "INVALID_REQUEST", "message": "protocol mismatch",
+                            "details": {"code": "PROTOCOL_MISMATCH", "expectedProtocol": 5}}, 1002))
+    messages: list[str] = []
+    agent = make_agent(gw, tmp_path, notices=lambda notice: messages.append(notice.text))
+    gw.approve(agent.identity.device_id)
+    assert await agent.run() == EXIT_FATAL
+    assert agent.status.current.state.value == "error" and "protocol 5" in messages[-1]
+    assert len(gw.attempt_times) == 1
+
+
+async def test_gateway_starting_is_retried_at_its_hint(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    gw.refuse_next.append(({"code": "UNAVAILABLE", "message": "gateway starting; retry shortly", "retryable": True,
+                            "retryAfterMs": 500, "details": {"reason": "startup-sidecars"}}, 1013))
+    agent = make_agent(gw, tmp_path)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        (await gw.wait_connection(2))
+        await gw.connections[1].ready.wait()
+        assert gw.attempt_times == [0, 0.5]
+        nursery.cancel_scope.cancel()
+
+
+async def test_v3_rejection_falls_back_to_v2(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    gw.accept_v3 = False
+    agent = make_agent(gw, tmp_path)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        await (await gw.wait_connection(2)).ready.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def test_stop_closes_the_socket_cleanly(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    agent = make_agent(gw, tmp_path)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        result = await run_in(nursery, agent)
+        conn = await gw.wait_connection(1)
+        await conn.ready.wait()
+        stopped_at = trio.current_time()
+        agent.request_stop()
+        await conn.ended.wait()
+    assert result == [EXIT_OK] and conn.closed_code == 1000
+    assert trio.current_time() == stopped_at  # the close handshake completes; no grace period spent
+    assert agent.status.current.state.value == "stopped"
+
+
+async def test_silent_gateway_times_out_the_handshake(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    gw.silent = True
+    agent = make_agent(gw, tmp_path)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        await gw.wait_connection(2)
+        assert gw.attempt_times == [0, 16.0]  # 15 s challenge timeout, then 1 s backoff
+        nursery.cancel_scope.cancel()
+
+
+async def test_pair_mode_exits_once_the_surface_is_approved(autojump_clock, tmp_path):
+    gw = FakeGateway()
+    agent = make_agent(gw, tmp_path, exit_when_paired=True)
+    gw.approve(agent.identity.device_id)
+    assert await agent.run() == EXIT_OK
+    assert agent.status.current.surface is Surface.APPROVED

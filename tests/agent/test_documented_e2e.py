@@ -1,0 +1,230 @@
+"""The documented (JSON-RPC) dialect end to end: the real agent and transport over real loopback
+sockets against the gateway double. Real time (sockets), every test bounded by ``fail_after``;
+the reconnect policy is shrunk so a full pairing takes well under a second."""
+
+from __future__ import annotations
+
+import trio
+
+from node_agent.agent.node import EXIT_FATAL
+from node_agent.protocol import TalkMode, Tick, UnknownEvent, VoiceWakeChanged
+from node_agent.protocol import documented_models as dm
+from node_agent.secrets import MemoryStore, device_token_key
+from tests.support.agents import SHARED, Recorder
+from tests.support.agents import make_documented_agent as make_agent
+from tests.support.agents import run_in as run
+from tests.support.documented_gateway import DOCUMENTED_EXAMPLES, open_documented_gateway
+
+
+async def test_full_pairing_by_code_then_reconnect_with_token_only(tmp_path):
+    store, messages = MemoryStore(), []
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED) as gw, trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, store=store, messages=messages)
+            await run(nursery, agent)
+            code = await gw.wait_for_code()
+            while agent.status.current.pairing is None:
+                await trio.sleep(0.01)
+            assert agent.status.current.pairing.code == code      # `node-agent status` shows it
+            assert any(m.startswith(f"Pairing code: {code}") for m in messages)  # the terminal shows it
+            assert await gw.enter_code(code) is True
+            first = await gw.wait_ready()
+            while agent.status.current.state.value != "connected":
+                await trio.sleep(0.01)
+            token = await store.get(device_token_key(gw.url))
+            assert token is not None and token.reveal() in gw.tokens
+            agent.request_stop()
+
+            again = make_agent(gw.url, tmp_path, store=store, shared=None)
+            await run(nursery, again)
+            before = len(gw.received)
+            await next_ready(gw, first)
+            connect = next(f for f in gw.received[before:] if f.method == "connect")
+            assert connect.params["auth"] == {"deviceToken": token.reveal()}
+            assert gw.pending_codes == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_wrong_code_keeps_the_request_and_the_right_one_pairs(tmp_path):
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED) as gw, trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path)
+            await run(nursery, agent)
+            code = await gw.wait_for_code()
+            wrong = "000000" if code != "000000" else "111111"
+            assert await gw.enter_code(wrong) is False
+            assert gw.pending_codes == [code]
+            assert await gw.enter_code(code) is True
+            await gw.wait_ready()
+            nursery.cancel_scope.cancel()
+
+
+async def test_expired_code_is_replaced_and_the_new_one_is_shown(tmp_path):
+    messages: list[str] = []
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, code_lifetime_s=0.5) as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, messages=messages)
+            await run(nursery, agent)
+            first = await gw.wait_for_code()
+            second = await gw.wait_for_new_code(first)
+            assert await gw.enter_code(first) is False  # expired
+            while not any(m.startswith(f"Pairing code: {second}") for m in messages):
+                await trio.sleep(0.01)
+            assert await gw.enter_code(second) is True
+            await gw.wait_ready()
+            nursery.cancel_scope.cancel()
+
+
+async def test_rejection_stops_with_a_clear_message_and_no_retry_loop(tmp_path):
+    messages: list[str] = []
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED) as gw:
+            agent = make_agent(gw.url, tmp_path, messages=messages)
+            async with trio.open_nursery() as nursery:
+                result = await run(nursery, agent)
+                await gw.wait_for_code()
+                assert await gw.reject() is True
+            assert result == [EXIT_FATAL]
+            assert "reject" in messages[-1].lower()
+            assert len([f for f in gw.received if f.method == "connect"]) == 1
+
+
+async def test_unauthorized_shared_token_is_fatal_with_a_fix(tmp_path):
+    messages: list[str] = []
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED) as gw:
+            agent = make_agent(gw.url, tmp_path, shared="not-the-token-at-all", messages=messages)
+            assert await agent.run() == EXIT_FATAL
+            assert "to fix" in messages[-1]
+
+
+async def test_rate_limited_backs_off_then_pairs(tmp_path):
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, rate_limited=True) as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path)
+            await run(nursery, agent)
+            await trio.sleep(0.7)
+            attempts = len([f for f in gw.received if f.method == "connect"])
+            assert 2 <= attempts <= 4  # 0.2 s, 0.4 s, 0.4 s...: backing off, not hammering
+            assert agent.status.current.state.value == "waiting"
+            gw.rate_limited = False
+            code = await gw.wait_for_code()
+            await gw.enter_code(code)
+            await gw.wait_ready()
+            nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_and_dropped_socket_reconnect_with_the_token(tmp_path):
+    store = MemoryStore()
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, linger_s=0.1) as gw, trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, store=store)
+            await run(nursery, agent)
+            await gw.enter_code(await gw.wait_for_code())
+            first = await gw.wait_ready()
+            await gw.shutdown("Gateway restart requested")
+            second = await next_ready(gw, first)
+            await gw.drop()
+            await next_ready(gw, second)
+            token = (await store.get(device_token_key(gw.url))).reveal()
+            connects = [f for f in gw.received if f.method == "connect"]
+            assert connects[-1].params["auth"] == {"deviceToken": token}
+            nursery.cancel_scope.cancel()
+
+
+async def test_auto_picks_jsonrpc_against_the_documented_double(tmp_path):
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, protocol="auto")
+            await run(nursery, agent)
+            await gw.wait_ready()
+            while agent.status.current.state.value != "connected":
+                await trio.sleep(0.01)
+            assert agent.status.current.dialect == "jsonrpc"
+            nursery.cancel_scope.cancel()
+
+
+async def next_ready(gw, previous):
+    while True:
+        conn = await gw.wait_ready()
+        if conn is not previous and not conn.closed:
+            return conn
+        await trio.sleep(0.01)
+
+
+EXPECTED_TYPES = {
+    "agent": dm.Agent, "chat": dm.Chat, "presence": dm.Presence, "health": dm.Health, "tick": Tick,
+    "heartbeat": dm.Heartbeat, "talk.mode": TalkMode, "cron": dm.Cron, "node.pair.requested": dm.NodePairRequested,
+    "device.pair.requested": dm.DevicePairRequested, "device.pair.resolved": dm.DevicePairResolved,
+    "voicewake.changed": VoiceWakeChanged, "exec.approval.requested": dm.ExecApprovalRequested,
+    "exec.approval.resolved": dm.ExecApprovalResolved, "update.available": dm.UpdateAvailable,
+}
+
+
+async def test_each_documented_event_reaches_its_handler_typed(tmp_path):
+    recorder = Recorder()
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, recorder=recorder)
+            await run(nursery, agent)
+            conn = await gw.wait_ready()
+            await recorder.ready.wait()
+            await gw.emit_examples(conn=conn)
+            await gw.emit("brand.new.event", {"x": 1}, conn=conn)
+            while not any(e.name == "brand.new.event" for e in recorder.events):
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    seen = {e.name: e.body for e in recorder.events}
+    for name, kind in EXPECTED_TYPES.items():
+        if name in DOCUMENTED_EXAMPLES and name != "connect.challenge":
+            assert isinstance(seen.get(name), kind), (name, seen.get(name))
+    assert isinstance(seen["brand.new.event"], UnknownEvent)
+    presence = seen["presence"]
+    assert presence.nodes[0].name == "iPhone" and presence.version == 42
+
+
+async def test_client_heartbeat_is_acknowledged_and_version_gaps_are_logged(tmp_path, caplog):
+    caplog.set_level("INFO")
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path)
+            await run(nursery, agent)
+            conn = await gw.wait_ready()
+            await gw.wait_for_method("heartbeat")
+            while agent.liveness.heartbeats_acked < 1:
+                await trio.sleep(0.01)
+            await gw.emit("presence", {"nodes": [], "version": 3}, conn=conn)
+            await gw.emit("presence", {"nodes": [], "version": 7}, conn=conn)
+            while not agent.liveness.gaps:
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert agent.liveness.gaps == [("presence", 3, 7)]
+    assert "3 update(s) missed" in caplog.text
+
+
+async def test_subscribe_uses_the_documented_method(tmp_path):
+    recorder = Recorder()
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw, \
+                trio.open_nursery() as nursery:
+            holder: dict = {}
+
+            class Grab(Recorder):
+                async def on_ready(self, conn, hello):
+                    holder["conn"] = conn
+                    self.ready.set()
+
+            grab = Grab()
+            agent = make_agent(gw.url, tmp_path, recorder=grab)
+            await run(nursery, agent)
+            await grab.ready.wait()
+            await holder["conn"].subscribe("user:alice")
+            frame = await gw.wait_for_method("node.subscribe")
+            assert frame.params == {"sessionKey": "user:alice"}
+            nursery.cancel_scope.cancel()
+    assert recorder.events == []

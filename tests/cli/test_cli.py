@@ -1,0 +1,88 @@
+"""The command line as a user meets it: help, identity/status before and after a run, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from node_agent.agent.status import from_json
+from node_agent.cli import main
+from node_agent.cli.run_cmd import big_digits, describe_status
+
+
+def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NODE_AGENT_"))}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "node_agent", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help").stdout
+    for command in ("run", "pair", "status", "identity", "unpair", "service", "doctor"):
+        assert command in out
+
+
+def test_identity_before_and_after(tmp_path):
+    assert run_cli("identity", "--state-dir", str(tmp_path)).returncode == 1
+    from node_agent.identity import DeviceIdentity, IdentityRecord, write_record
+
+    identity = DeviceIdentity.generate()
+    write_record(tmp_path, IdentityRecord(device_id=identity.device_id, public_key=identity.public_key,
+                                          instance_id="i", platform="linux", device_family="Linux", created_at_ms=1))
+    result = run_cli("identity", "--json", "--state-dir", str(tmp_path))
+    assert json.loads(result.stdout) == {"deviceId": identity.device_id, "publicKey": identity.public_key}
+
+
+def test_status_of_a_node_that_never_ran(tmp_path):
+    result = run_cli("status", "--json", "--state-dir", str(tmp_path))
+    assert json.loads(result.stdout)["state"] == "never run"
+
+
+def test_config_errors_exit_78_with_a_fix(tmp_path):
+    result = run_cli("run", "--state-dir", str(tmp_path), "--gateway", "ws://gateway.example.com:18789")
+    assert result.returncode == 78
+    assert "refusing plain ws://" in result.stderr and "to fix:" in result.stderr
+
+
+def test_unpair_reset_identity_needs_yes_without_a_terminal(tmp_path):
+    result = run_cli("unpair", "--reset-identity", "--state-dir", str(tmp_path), "--secret-backend", "file")
+    assert result.returncode == 2 and "--yes" in result.stderr
+
+
+def test_pair_with_an_expired_setup_code_says_so(tmp_path):
+    import base64
+
+    code = base64.urlsafe_b64encode(json.dumps({"url": "ws://127.0.0.1:1", "bootstrapToken": "boot-123456789",
+                                                "expiresAtMs": 1}).encode()).decode().rstrip("=")
+    result = run_cli("pair", "--setup-code", code, "--state-dir", str(tmp_path))
+    assert result.returncode == 78 and "expired" in result.stderr
+    assert "boot-123456789" not in result.stderr + result.stdout
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_big_digits_and_status_lines():
+    art = big_digits("123456")
+    assert len(art.splitlines()) == 3 and "|" in art
+    assert describe_status(from_json({"state": "pairing", "pairing": {"code": "123456"}})) == \
+        "pairing: enter code 123456 on the gateway"
+    assert describe_status(from_json({"state": "connected", "gateway": "ws://x", "surface": "pending"})).endswith(
+        "(commands awaiting approval)")
+    assert "retry in 2.0 s" in describe_status(from_json({"state": "waiting", "lastError": "refused",
+                                                          "retryInSeconds": 2.0}))
+
+
+@pytest.mark.parametrize("argv", [["run", "--protocol", "grpc"], ["bogus"]])
+def test_argparse_errors(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
