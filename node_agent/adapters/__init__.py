@@ -1,4 +1,8 @@
-"""Per-platform adapters behind the small interfaces in :mod:`.base`."""
+"""Per-platform adapters behind the small interfaces in :mod:`.base`.
+
+Import rule: adapters know nothing of the wire or the agent; they import only ``errors``,
+``childenv`` and their own helpers, and start programs only through :mod:`._process`.
+"""
 
 from __future__ import annotations
 

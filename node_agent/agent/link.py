@@ -37,7 +37,7 @@ import trio
 from .. import __version__
 from ..config import Config
 from ..errors import GatewayRejected, NodeAgentError, Retry
-from ..identity import DeviceIdentity, IdentityRecord
+from ..identity import DeviceIdentity
 from ..protocol import ClientInfo, ConnectInputs, Credentials, Dialect, Event, HelloOk, PairingPending, Session
 from ..secret import Secret
 from ..secrets.base import SecretStore, device_token_key
@@ -187,7 +187,7 @@ class Link:
     """Run with :meth:`run` (returns an exit status); stop with :meth:`request_stop`."""
 
     def __init__(self, config: Config, role: LinkRole, hooks: RoleHooks, *, store: SecretStore,
-                 identity: DeviceIdentity, record: IdentityRecord, publish: Publish,
+                 identity: DeviceIdentity, publish: Publish,
                  policy: ReconnectPolicy | None = None, open_transport: Callable[[], Any] | None = None,
                  bootstrap_token: Secret | None = None, notices: NoticeSink | None = None,
                  say_level: int = logging.WARNING, gate: Callable[[], Awaitable[bool]] | None = None,
@@ -196,7 +196,6 @@ class Link:
         self.role = role
         self.hooks = hooks
         self.identity = identity
-        self.record = record
         self.policy = policy or ReconnectPolicy()
         self.tokens = TokenKeeper(store, config.gateway_url, role.role, label=role.name)
         self.log = logger or logging.getLogger("node_agent.agent")

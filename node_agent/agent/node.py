@@ -97,7 +97,7 @@ class Agent:
         # them at INFO; a daemon has only its log, so there they are warnings a person must see.
         self.link = Link(config, LinkRole(name="node link", role="node", registry=self.registry,
                                           command_context=self._command_context),
-                         self, store=store, identity=identity, record=record, publish=self.status.update,
+                         self, store=store, identity=identity, publish=self.status.update,
                          policy=policy, open_transport=open_transport, bootstrap_token=bootstrap_token,
                          notices=self._notice, say_level=logging.INFO if notices is not None else logging.WARNING)
         self.status.update(state=LinkState.STARTING, gateway=config.gateway_url, device_id=identity.device_id,

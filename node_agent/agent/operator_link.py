@@ -87,7 +87,7 @@ class OperatorLink:
         role = OperatorRole(config, identity, record, self.scopes, events, on_event, self._publish)
         self.link = Link(config, LinkRole(name="operator link", role=ROLE, scopes=self.scopes,
                                           after_forget="asking for the operator role again (the node token is kept)"), role,
-                         store=store, identity=identity, record=record, publish=self._publish, policy=policy,
+                         store=store, identity=identity, publish=self._publish, policy=policy,
                          open_transport=open_transport, gate=self._wait_for_node, logger=log)
 
     def __repr__(self) -> str:
@@ -189,20 +189,19 @@ class OperatorLink:
 
 
 
+@attrs.frozen
 class OperatorRole:
     """The operator link's :class:`~.link.RoleHooks`: its client description, its pairing text,
     and its events, handed to the callback. Separate from :class:`OperatorLink`, whose own
     ``on_ready``/``on_event`` hooks carry the *node* link's news."""
 
-    def __init__(self, config: Config, identity: DeviceIdentity, record: IdentityRecord, scopes: tuple[str, ...],
-                 events: frozenset[str], on_event: EventCallback, publish: Callable[..., None]):
-        self._config = config
-        self._identity = identity
-        self._record = record
-        self._scopes = scopes
-        self._events = events
-        self._on_event = on_event
-        self._publish = publish
+    _config: Config
+    _identity: DeviceIdentity
+    _record: IdentityRecord
+    _scopes: tuple[str, ...]
+    _events: frozenset[str]
+    _on_event: EventCallback
+    _publish: Callable[..., None]
 
     def client(self) -> ClientInfo:
         rec = self._record

@@ -1,7 +1,9 @@
 """The ``node-agent`` command line.
 
-Only ``argparse`` is imported up front: each command imports what it needs when it runs, so
-``node-agent identity`` does not pay for Trio and ``node-agent run`` reaches ``hello-ok`` fast.
+Import rule: the top of the package; anything may be imported from here, nothing imports it.
+Only ``argparse`` (and the configuration's constants) is imported up front: each command imports
+what it needs when it runs, so ``node-agent identity`` pays for neither Trio nor ``cryptography``
+and ``node-agent run`` reaches ``hello-ok`` fast.
 """
 
 from __future__ import annotations

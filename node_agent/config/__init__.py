@@ -24,8 +24,10 @@ Example ``config.toml``::
     backend = "auto"               # auto | keyring | file | memory
 
 Each section other than the flat ones above is a typed settings class of its own module in
-this package (``[voice]``: :mod:`.voice`), validated as strictly. This package imports nothing
-above it (no Trio, no voice, no transport): ``node-agent identity`` loads it.
+this package (``[voice]``: :mod:`.voice`), validated as strictly.
+
+Import rule: this package imports only ``errors`` and ``secret`` (no Trio, no voice, no
+transport): every command, ``node-agent identity`` included, loads it.
 """
 
 from __future__ import annotations

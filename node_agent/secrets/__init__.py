@@ -8,6 +8,9 @@ Public surface (everything else in this package is private)::
 
 See :mod:`.base` for the interface and the backends, :mod:`.selection` for how ``auto``
 chooses, and why it chooses only once per state directory.
+
+Import rule: an I/O edge beside the transport; it imports ``errors``, ``secret`` and ``atomic``
+only, and knows nothing of the wire or of pairing.
 """
 
 from .base import DEVICE_KEY, SecretStore, device_token_key

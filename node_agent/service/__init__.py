@@ -4,6 +4,8 @@ code that installs them, and the systemd notification protocol the daemon speaks
 Generators are pure (:class:`ServiceSpec` in, text or bytes out); :mod:`.manage` is the only
 module that writes files or runs commands; :mod:`.sd_notify` is the only one the running
 daemon imports.
+
+Import rule: nothing here imports the agent, the protocol or Trio; the CLI imports this package.
 """
 
 from .spec import EXIT_FATAL, LAUNCHD_LABEL, SERVICE_NAME, TOKEN_ENV_VAR, Platform, Scope, ServiceSpec

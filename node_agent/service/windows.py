@@ -46,6 +46,27 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -
     return element
 
 
+#: The task's <Settings>, in the schema's order (Task Scheduler rejects another order).
+_SETTINGS: tuple[tuple[str, str | tuple[tuple[str, str], ...]], ...] = (
+    ("MultipleInstancesPolicy", "IgnoreNew"),
+    ("DisallowStartIfOnBatteries", "false"),
+    ("StopIfGoingOnBatteries", "false"),
+    ("AllowHardTerminate", "true"),
+    ("StartWhenAvailable", "true"),
+    ("RunOnlyIfNetworkAvailable", "false"),  # the agent's backoff waits for it
+    ("IdleSettings", (("StopOnIdleEnd", "false"), ("RestartOnIdle", "false"))),
+    ("AllowStartOnDemand", "true"),
+    ("Enabled", "true"),
+    ("Hidden", "false"),
+    ("RunOnlyIfIdle", "false"),
+    ("WakeToRun", "false"),
+    ("ExecutionTimeLimit", "PT0S"),  # unlimited; the default would stop it at 72 h
+    ("Priority", "5"),  # "normal"; the default 7 is below normal
+    # Interval: the schema's minimum; Count: its maximum.
+    ("RestartOnFailure", (("Interval", "PT1M"), ("Count", "999"))),
+)
+
+
 def task_element(spec: ServiceSpec) -> ET.Element:
     task = ET.Element("Task", {"version": "1.2", "xmlns": TASK_NAMESPACE})
 
@@ -70,25 +91,13 @@ def task_element(spec: ServiceSpec) -> ET.Element:
     _sub(principal, "RunLevel", "LeastPrivilege")
 
     settings = _sub(task, "Settings")
-    _sub(settings, "MultipleInstancesPolicy", "IgnoreNew")
-    _sub(settings, "DisallowStartIfOnBatteries", "false")
-    _sub(settings, "StopIfGoingOnBatteries", "false")
-    _sub(settings, "AllowHardTerminate", "true")
-    _sub(settings, "StartWhenAvailable", "true")
-    _sub(settings, "RunOnlyIfNetworkAvailable", "false")  # the agent's backoff waits for it
-    idle = _sub(settings, "IdleSettings")
-    _sub(idle, "StopOnIdleEnd", "false")
-    _sub(idle, "RestartOnIdle", "false")
-    _sub(settings, "AllowStartOnDemand", "true")
-    _sub(settings, "Enabled", "true")
-    _sub(settings, "Hidden", "false")
-    _sub(settings, "RunOnlyIfIdle", "false")
-    _sub(settings, "WakeToRun", "false")
-    _sub(settings, "ExecutionTimeLimit", "PT0S")  # unlimited; the default would stop it at 72 h
-    _sub(settings, "Priority", "5")  # "normal"; the default 7 is below normal
-    restart = _sub(settings, "RestartOnFailure")
-    _sub(restart, "Interval", "PT1M")  # the schema's minimum
-    _sub(restart, "Count", "999")  # the schema's maximum
+    for tag, value in _SETTINGS:
+        if isinstance(value, str):
+            _sub(settings, tag, value)
+        else:
+            group = _sub(settings, tag)
+            for inner, text in value:
+                _sub(group, inner, text)
 
     actions = _sub(task, "Actions", Context="Author")
     exec_ = _sub(actions, "Exec")

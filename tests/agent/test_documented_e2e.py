@@ -7,30 +7,29 @@ from __future__ import annotations
 import trio
 
 from node_agent.agent.node import EXIT_FATAL
+from node_agent.agent.status import LinkState
 from node_agent.protocol import TalkMode, Tick, UnknownEvent, VoiceWakeChanged
 from node_agent.protocol import documented_models as dm
 from node_agent.secrets import MemoryStore, device_token_key
-from tests.support.agents import SHARED, Recorder
+from tests.support.agents import SHARED, Messages, Recorder
 from tests.support.agents import make_documented_agent as make_agent
 from tests.support.agents import run_in as run
 from tests.support.documented_gateway import DOCUMENTED_EXAMPLES, open_documented_gateway
 
 
 async def test_full_pairing_by_code_then_reconnect_with_token_only(tmp_path):
-    store, messages = MemoryStore(), []
+    store, messages = MemoryStore(), Messages()
     with trio.fail_after(20):
         async with open_documented_gateway(shared_token=SHARED) as gw, trio.open_nursery() as nursery:
             agent = make_agent(gw.url, tmp_path, store=store, messages=messages)
             await run(nursery, agent)
             code = await gw.wait_for_code()
-            while agent.status.current.pairing is None:
-                await trio.sleep(0.01)
+            await agent.status.wait_for(lambda s: s.pairing is not None)
             assert agent.status.current.pairing.code == code      # `node-agent status` shows it
-            assert any(m.startswith(f"Pairing code: {code}") for m in messages)  # the terminal shows it
+            await messages.wait_for(lambda m: m.startswith(f"Pairing code: {code}"))  # the terminal shows it
             assert await gw.enter_code(code) is True
             first = await gw.wait_ready()
-            while agent.status.current.state.value != "connected":
-                await trio.sleep(0.01)
+            await agent.status.wait_for(lambda s: s.state is LinkState.CONNECTED)
             token = await store.get(device_token_key(gw.url))
             assert token is not None and token.reveal() in gw.tokens
             agent.request_stop()
@@ -60,7 +59,7 @@ async def test_wrong_code_keeps_the_request_and_the_right_one_pairs(tmp_path):
 
 
 async def test_expired_code_is_replaced_and_the_new_one_is_shown(tmp_path):
-    messages: list[str] = []
+    messages = Messages()
     with trio.fail_after(20):
         async with open_documented_gateway(shared_token=SHARED, code_lifetime_s=0.5) as gw, \
                 trio.open_nursery() as nursery:
@@ -69,15 +68,14 @@ async def test_expired_code_is_replaced_and_the_new_one_is_shown(tmp_path):
             first = await gw.wait_for_code()
             second = await gw.wait_for_new_code(first)
             assert await gw.enter_code(first) is False  # expired
-            while not any(m.startswith(f"Pairing code: {second}") for m in messages):
-                await trio.sleep(0.01)
+            await messages.wait_for(lambda m: m.startswith(f"Pairing code: {second}"))
             assert await gw.enter_code(second) is True
             await gw.wait_ready()
             nursery.cancel_scope.cancel()
 
 
 async def test_rejection_stops_with_a_clear_message_and_no_retry_loop(tmp_path):
-    messages: list[str] = []
+    messages = Messages()
     with trio.fail_after(20):
         async with open_documented_gateway(shared_token=SHARED) as gw:
             agent = make_agent(gw.url, tmp_path, messages=messages)
@@ -91,7 +89,7 @@ async def test_rejection_stops_with_a_clear_message_and_no_retry_loop(tmp_path):
 
 
 async def test_unauthorized_shared_token_is_fatal_with_a_fix(tmp_path):
-    messages: list[str] = []
+    messages = Messages()
     with trio.fail_after(20):
         async with open_documented_gateway(shared_token=SHARED) as gw:
             agent = make_agent(gw.url, tmp_path, shared="not-the-token-at-all", messages=messages)
@@ -141,18 +139,13 @@ async def test_auto_picks_jsonrpc_against_the_documented_double(tmp_path):
             agent = make_agent(gw.url, tmp_path, protocol="auto")
             await run(nursery, agent)
             await gw.wait_ready()
-            while agent.status.current.state.value != "connected":
-                await trio.sleep(0.01)
+            await agent.status.wait_for(lambda s: s.state is LinkState.CONNECTED)
             assert agent.status.current.dialect == "jsonrpc"
             nursery.cancel_scope.cancel()
 
 
 async def next_ready(gw, previous):
-    while True:
-        conn = await gw.wait_ready()
-        if conn is not previous and not conn.closed:
-            return conn
-        await trio.sleep(0.01)
+    return await gw.wait_ready_other(previous)
 
 
 EXPECTED_TYPES = {
@@ -175,8 +168,7 @@ async def test_each_documented_event_reaches_its_handler_typed(tmp_path):
             await recorder.ready.wait()
             await gw.emit_examples(conn=conn)
             await gw.emit("brand.new.event", {"x": 1}, conn=conn)
-            while not any(e.name == "brand.new.event" for e in recorder.events):
-                await trio.sleep(0.01)
+            await recorder.wait_event("brand.new.event")
             nursery.cancel_scope.cancel()
     seen = {e.name: e.body for e in recorder.events}
     for name, kind in EXPECTED_TYPES.items():
@@ -189,19 +181,19 @@ async def test_each_documented_event_reaches_its_handler_typed(tmp_path):
 
 async def test_client_heartbeat_is_acknowledged_and_version_gaps_are_logged(tmp_path, caplog):
     caplog.set_level("INFO")
+    recorder = Recorder()  # rides after the liveness extras: when it has an event, they have it too
     with trio.fail_after(20):
         async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw, \
                 trio.open_nursery() as nursery:
-            agent = make_agent(gw.url, tmp_path)
+            agent = make_agent(gw.url, tmp_path, recorder=recorder)
             await run(nursery, agent)
             conn = await gw.wait_ready()
             await gw.wait_for_method("heartbeat")
-            while agent.liveness.heartbeats_acked < 1:
-                await trio.sleep(0.01)
+            await recorder.wait_event("heartbeat")
+            assert agent.liveness.heartbeats_acked >= 1
             await gw.emit("presence", {"nodes": [], "version": 3}, conn=conn)
             await gw.emit("presence", {"nodes": [], "version": 7}, conn=conn)
-            while not agent.liveness.gaps:
-                await trio.sleep(0.01)
+            await recorder.wait_event("presence", 2)
             nursery.cancel_scope.cancel()
     assert agent.liveness.gaps == [("presence", 3, 7)]
     assert "3 update(s) missed" in caplog.text

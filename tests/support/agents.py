@@ -71,18 +71,49 @@ def results(conn, method):
 
 
 class Recorder:
+    """An extension that records every event the node link delivers; tests wait on it."""
+
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.ready = trio.Event()
+        self._changed = trio.Event()
 
     async def on_ready(self, conn, hello) -> None:
         self.ready.set()
 
     async def on_event(self, conn, event) -> None:
         self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def on_disconnected(self) -> None:
         self.ready = trio.Event()
+
+    async def wait_event(self, name: str, count: int = 1) -> list[Event]:
+        while len(found := [e for e in self.events if e.name == name]) < count:
+            await self._changed.wait()
+        return found
+
+
+class Messages:
+    """What the ``pair`` screen would print (each notice's text); tests wait on it."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._changed = trio.Event()
+
+    def __call__(self, notice) -> None:
+        self.texts.append(notice.text)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def __getitem__(self, index: int) -> str:
+        return self.texts[index]
+
+    async def wait_for(self, predicate) -> str:
+        while (found := next((t for t in self.texts if predicate(t)), None)) is None:
+            await self._changed.wait()
+        return found
 
 
 def fast_policy() -> ReconnectPolicy:
@@ -99,5 +130,5 @@ def make_documented_agent(url: str, tmp_path: Path, *, store=None, shared: str |
                     protocol=protocol, display_name="kitchen", heartbeat_interval=1000.0)
     return Agent(config, store=store or MemoryStore(), identity=identity, record=record,
                  adapter=select_adapter("linux"), policy=fast_policy(), open_transport=transport_opener(config),
-                 notices=((lambda notice: messages.append(notice.text)) if messages is not None else None),
+                 notices=messages,
                  extensions=[recorder] if recorder else None)

@@ -243,6 +243,15 @@ class DocumentedGateway:
         assert conn is not None
         return conn
 
+    async def wait_ready_other(self, previous: Connection) -> Connection:
+        """The next ready, open connection that is not ``previous`` (a reconnect)."""
+        def find() -> Connection | None:
+            return next((c for c in self.open_connections if c.ready and c is not previous and not c.closed), None)
+        await self._wait_until(lambda: find() is not None)
+        conn = find()
+        assert conn is not None
+        return conn
+
     async def wait_for_method(self, method: str, *, after: int = 0) -> ReceivedFrame:
         """The first frame with ``method`` at index >= ``after`` in :attr:`received`."""
         def find() -> ReceivedFrame | None:
