@@ -178,6 +178,25 @@ def sched_delta_ns(before: dict[int, int], after: dict[int, int]) -> int:
     return sum(ns - before.get(tid, 0) for tid, ns in after.items())
 
 
+def thread_ctxt_switches(pid: int) -> dict[int, int]:
+    """Voluntary + involuntary context switches of each live thread (tid -> count): a thread
+    that sleeps and wakes switches once per wake-up, so the delta over an idle window counts the
+    wake-ups."""
+    out: dict[int, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        text = _read(f"/proc/{pid}/task/{tid}/status") or ""
+        total = 0
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+        out[int(tid)] = total
+    return out
+
+
 def status_kib(pid: int, key: str) -> int:
     text = _read(f"/proc/{pid}/status") or ""
     for line in text.splitlines():
@@ -221,6 +240,7 @@ def tree_detail(root: int) -> dict[str, Any]:
         "cpu_ticks": sum(cpu_ticks(p) for p in pids),
         "sched_ns": sum(schedstat_ns(p) for p in pids),
         "sched_threads": {tid: ns for p in pids for tid, ns in thread_schedstat(p).items()},
+        "ctxt_threads": {tid: n for p in pids for tid, n in thread_ctxt_switches(p).items()},
         "threads": sum(len(os.listdir(f"/proc/{p}/task")) for p in pids if os.path.isdir(f"/proc/{p}/task")),
     }
 
@@ -535,6 +555,12 @@ def agent_env(home: Path, token: str) -> dict[str, str]:
 def agent_argv(url: str, state_dir: Path, display_name: str, *extra: str) -> list[str]:
     return [str(NODE_AGENT_BIN), "run", "--gateway", url, "--state-dir", str(state_dir),
             "--secret-backend", "file", "--display-name", display_name, *extra]
+
+
+def bare_argv(url: str, state_file: Path, display_name: str) -> list[str]:
+    """The floor client (bench/bare_client.py), run by the same interpreter as node-agent."""
+    return [str(PYTHON), str(REPO / "bench" / "bare_client.py"), "--url", url, "--state", str(state_file),
+            "--display-name", display_name]
 
 
 def peer_env(gw: Any, run_dir: Path) -> dict[str, str]:

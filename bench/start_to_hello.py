@@ -1,9 +1,14 @@
-"""Start-up, idle and shutdown cost of ``node-agent run`` (and, with ``--peer``, of OpenClaw's own
-``openclaw node run``), measured the way shared/reference/baseline-node-host.md measured them.
+"""Start-up, idle and shutdown cost of ``node-agent run``, side by side with the floor (a bare
+Python client that only does the signed connect, ``bench/bare_client.py``, with ``--bare``) and
+OpenClaw's own ``openclaw node run`` (``--peer``), measured the way
+shared/reference/baseline-node-host.md measured them, in one interleaved run on one gateway.
 
     scripts/in-netns .venv/bin/python bench/start_to_hello.py                     # ours, 10 runs
-    scripts/in-netns .venv/bin/python bench/start_to_hello.py --peer              # side by side
+    scripts/in-netns .venv/bin/python bench/start_to_hello.py --bare --peer       # side by side
     scripts/in-netns .venv/bin/python bench/start_to_hello.py --runs 3 --settle 3 --idle 5   # quick
+
+Python runs with bytecode caching on (``PYTHONDONTWRITEBYTECODE`` is removed from the children's
+environment: some shells and CI images set it, and then every start recompiles every module).
 
 It starts its own real gateway (RealGateway: fresh state, token auth, ``autoApproveLocal`` on as in
 the baseline), pairs each node once (device approval if asked, then node-surface approval, through
@@ -19,7 +24,9 @@ stops it, and then for each run:
   connect + 5 s (plus the exact VmHWM sum of the survivors);
 * at connect + ``--settle`` s: RSS, PSS, CPU ticks and per-thread schedstat; again ``--idle`` s
   later (idle CPU = the difference);
-* SIGTERM -> process exit, and SIGTERM -> the gateway's ``presence`` with ``reason:"disconnect"``.
+* SIGTERM -> process exit, and SIGTERM -> the gateway's ``presence`` with ``reason:"disconnect"``;
+* wake-ups over the idle window: the context switches of every thread (a sleeping thread that
+  wakes switches once), scaled to a minute.
 
 Runs alternate between the two nodes so machine noise hits both alike. Prints a markdown table
 (min / median / max (n), and peer/ours ratio of medians) and one JSON line. Asserts nothing.
@@ -135,6 +142,8 @@ async def one_run(op: Operator, subj: Subject, index: int, args: argparse.Namesp
                 d2 = C.tree_detail(child.pid)
                 run["idle_cpu_ticks_s"] = (d2["cpu_ticks"] - d1["cpu_ticks"]) / C.HZ
                 run["idle_cpu_sched_s"] = C.sched_delta_ns(d1["sched_threads"], d2["sched_threads"]) / 1e9
+                run["idle_wakeups_per_min"] = (C.sched_delta_ns(d1["ctxt_threads"], d2["ctxt_threads"])
+                                               * 60 / args.idle)
                 run["rss_after_idle_mib"] = d2["rss"] / C.MIB
         stop.set()
         run["procs_started"] = len(seen)
@@ -169,6 +178,7 @@ METRICS: list[tuple[str, str, str, str]] = [
     ("rss_after_idle_mib", "RSS after the idle window, MiB", "{:.1f}", ""),
     ("idle_cpu_ticks_s", "**CPU over the idle window** (utime+stime), s", "{:.3f}", ""),
     ("idle_cpu_sched_s", "same, per-thread schedstat (ns resolution), s", "{:.4f}", ""),
+    ("idle_wakeups_per_min", "wake-ups per minute idle (context switches, all threads)", "{:.0f}", ""),
     ("procs_started", "processes seen per start-up", "{:.0f}", ""),
     ("idle_threads", "threads at idle", "{:.0f}", ""),
     ("sigterm_exit_s", "SIGTERM -> exit, s", "{:.3f}", ""),
@@ -186,8 +196,7 @@ def report(subjects: list[Subject], args: argparse.Namespace) -> dict[str, Any]:
         summaries[subj.key]["exit_codes"] = sorted({r.get("exit_code") for r in subj.runs}, key=str)
     out.update(summaries)
     headers = ["metric"] + [f"{s.label} min / median / max (n)" for s in subjects]
-    if len(subjects) == 2:
-        headers.append(f"{subjects[1].label} / {subjects[0].label}")
+    headers += [f"{s.label} / {subjects[0].label}" for s in subjects[1:]]
     rows = []
     for key, label, fmt, unit in METRICS:
         if all(summaries[s.key][key] is None for s in subjects):
@@ -197,12 +206,11 @@ def report(subjects: list[Subject], args: argparse.Namespace) -> dict[str, Any]:
         if key.startswith("idle_cpu"):
             label = label.replace("idle window", f"{args.idle:g} s idle window")
         row = [label] + [C.fmt_summary(summaries[s.key][key], fmt, unit) for s in subjects]
-        if len(subjects) == 2:
-            row.append(C.ratio(summaries[subjects[1].key][key], summaries[subjects[0].key][key]))
+        row += [C.ratio(summaries[s.key][key], summaries[subjects[0].key][key]) for s in subjects[1:]]
         rows.append(row)
     rows.append(["clean disconnects seen"] + [f"{summaries[s.key]['clean_disconnects']} of "
                                                f"{summaries[s.key]['runs']}" for s in subjects]
-                + ([""] if len(subjects) == 2 else []))
+                + [""] * (len(subjects) - 1))
     print()
     C.print_table(headers, rows)
     print(f"\nload average at the end: {C.machine_info()['loadavg']} (2-core machine; other work adds noise)")
@@ -221,6 +229,11 @@ async def measure(gw: RealGateway, args: argparse.Namespace, work: Path) -> None
     subjects = [Subject("ours", "node-agent", C.agent_argv(gw.url, work / "ours" / "state", "bench-ours"),
                         C.agent_env(work / "ours" / "home", gw.token), work, r"connected to ws://",
                         work / "ours" / "state")]
+    if args.bare:
+        (work / "bare").mkdir(parents=True, exist_ok=True)
+        subjects.append(Subject("bare", "bare client", C.bare_argv(gw.url, work / "bare" / "state.json", "bench-bare"),
+                                C.agent_env(work / "bare" / "home", gw.token), work, r"^connected",
+                                work / "bare"))
     if args.peer:
         peer_dir = work / "peer"
         subjects.append(Subject("peer", "openclaw node run", C.peer_argv(gw, "bench-peer"),
@@ -257,6 +270,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=10, help="measured starts per node (default 10)")
     p.add_argument("--peer", action="store_true", help="also measure `openclaw node run`, interleaved")
+    p.add_argument("--bare", action="store_true", help="also measure the bare floor client, interleaved")
     p.add_argument("--settle", type=float, default=30.0, help="idle RSS is taken this long after connect (30)")
     p.add_argument("--idle", type=float, default=60.0, help="idle CPU window after the settle point (60; 0 = skip)")
     p.add_argument("--pause", type=float, default=2.0, help="pause between runs, s")

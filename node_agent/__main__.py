@@ -1,5 +1,3 @@
-import sys
+from node_agent.cli import entry
 
-from node_agent.cli import main
-
-sys.exit(main())
+entry()

@@ -112,6 +112,7 @@ class Agent:
     async def run(self) -> int:
         code = await self.link.run()
         self.status.close(state=LinkState.STOPPED if code == EXIT_OK else LinkState.ERROR)
+        log.info("node agent stopped (exit status %d)", code)
         return code
 
     def request_stop(self) -> None:
