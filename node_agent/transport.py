@@ -6,8 +6,9 @@ Upper layers see :class:`Transport` (``send``/``receive``/``aclose``) and our ow
 the agent never catches a library type.
 
 Two trio-websocket defaults are wrong for OpenClaw and are overridden: the 1 MiB message limit
-(the gateway allows 25 MiB; we accept 32 MiB) and the missing keepalive (:func:`keepalive`
-pings and declares the link dead when no pong comes back). TLS: system CAs by default, an
+(the gateway allows 25 MiB; we accept 32 MiB) and the missing keepalive (the connection pings
+through :meth:`WebSocketTransport.ping` when the gateway has been silent, and declares the link
+dead with :class:`PingTimeout` when no pong comes back). TLS: system CAs by default, an
 extra CA file, or a pinned SHA-256 certificate fingerprint (checked after the TLS handshake,
 before any WebSocket byte is sent).
 """
@@ -300,18 +301,3 @@ def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:
 
 class PingTimeout(ConnectionLost):
     """No pong came back: the link is dead even though TCP has not noticed."""
-
-
-async def keepalive(transport: WebSocketTransport, *, interval: float = 20.0, timeout: float = 10.0) -> None:
-    """Ping every ``interval``; a pong that does not come within ``timeout`` raises
-    :class:`PingTimeout` (a half-open TCP connection never errors on its own). Returns quietly if
-    the socket closes: the reader sees that close and reports it with its real code."""
-    while True:
-        await trio.sleep(interval)
-        try:
-            with trio.fail_after(timeout):
-                await transport.ping()
-        except trio.TooSlowError:
-            raise PingTimeout(f"no pong within {timeout:g} s (link is dead)") from None
-        except ConnectionLost:
-            return

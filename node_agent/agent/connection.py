@@ -2,7 +2,7 @@
 
 :meth:`Connection.run` owns one nursery for the life of one WebSocket. The main task reads
 frames and carries out the session's actions; beside it run the liveness watchdog (the
-session's ``deadline()``), the WebSocket keepalive, the presence heartbeat once ready, and one
+session's ``deadline()`` and the keepalive ping, on one timer), the presence heartbeat once ready, and one
 task per running ``node.invoke``. When the connection ends, for whatever reason, the nursery is
 cancelled (so nothing outlives its socket) and ``run`` returns the typed error that ended it.
 
@@ -107,7 +107,7 @@ async def retry_while_settling(send: Callable[[], Any], *, attempts: int = 6, de
 class Connection:
     def __init__(self, session: Session, transport: Any, hooks: ConnectionHooks, *,
                  registry: CommandRegistry | None = None, command_context: ContextFactory | None = None,
-                 ping_interval: float | None = 20.0, ping_timeout: float = 10.0):
+                 ping_interval: float | None = 35.0, ping_timeout: float = 10.0):
         self.session = session
         self._transport = transport
         self._hooks = hooks
@@ -120,6 +120,8 @@ class Connection:
         self._invokes: dict[str, trio.CancelScope] = {}
         self._cancelled_invokes: set[str] = set()
         self._deadline_changed = trio.Event()
+        self._pinging = False
+        self._ponged = -math.inf
         self._nursery: trio.Nursery | None = None
         self._ending: NodeAgentError | None = None
         #: The gateway approved this node's commands on this connection (see :meth:`node_event`).
@@ -194,8 +196,6 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._guarded, self._watchdog)
-            if self._ping_interval and hasattr(self._transport, "ping"):
-                nursery.start_soon(self._guarded, self._keepalive)
             await self._guarded(self._read_loop, first_frame)
             nursery.cancel_scope.cancel()
         assert self._ending is not None
@@ -233,22 +233,50 @@ class Connection:
             self._nursery.cancel_scope.cancel()
 
     async def _watchdog(self) -> None:
+        """The connection's one timer: the session's deadline (handshake timeout, tick watchdog)
+        and the keepalive ping, both measured from the last frame heard. Every frame moves them
+        without waking the process, so a link whose gateway ticks is never pinged: the ticks
+        prove it alive, and an idle node sleeps until the next one arrives."""
         while True:
             deadline = self.session.deadline()
-            with trio.move_on_at(deadline if deadline is not None else math.inf):
+            ping_at = self._ping_due()
+            wake = min((t for t in (deadline, ping_at) if t is not None), default=math.inf)
+            with trio.move_on_at(wake):
                 await self._deadline_changed.wait()
                 self._deadline_changed = trio.Event()
                 continue
-            await self._perform(self.session.on_timer(trio.current_time()))
+            now = trio.current_time()
+            if ping_at is not None and now >= ping_at:
+                self._pinging = True
+                self.nursery.start_soon(self._ping)
+            if deadline is not None and now >= deadline:
+                await self._perform(self.session.on_timer(now))
 
-    async def _keepalive(self) -> None:
-        from ..transport import PingTimeout, keepalive
+    def _ping_due(self) -> float | None:
+        """When to ping: ``ping_interval`` after the last frame or pong, unless a ping is out."""
+        if not self._ping_interval or self._pinging or not hasattr(self._transport, "ping"):
+            return None
+        heard = self.session.last_received
+        if heard is None:
+            return None
+        return max(heard, self._ponged) + self._ping_interval
+
+    async def _ping(self) -> None:
+        from ..transport import PingTimeout
 
         try:
-            await keepalive(self._transport, interval=self._ping_interval or 20.0, timeout=self._ping_timeout)
-        except PingTimeout as exc:
-            log.warning("%s; reconnecting", exc.message)
-            await self._perform([Close(4000, "ping timeout", exc)])
+            with trio.fail_after(self._ping_timeout):
+                await self._transport.ping()
+        except trio.TooSlowError:
+            error = PingTimeout(f"no pong within {self._ping_timeout:g} s (link is dead)")
+            log.warning("%s; reconnecting", error.message)
+            await self._perform([Close(4000, "ping timeout", error)])
+            return
+        except ConnectionLost:
+            return  # the reader sees the close and reports it with its real code
+        self._ponged = trio.current_time()
+        self._pinging = False
+        self._deadline_changed.set()
 
     # -- carrying out actions -----------------------------------------------------------------------
 

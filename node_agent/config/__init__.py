@@ -84,7 +84,10 @@ class Config:
     secret_backend: str = "auto"
     secret_timeout: float = 3.0
     heartbeat_interval: float = 60.0
-    ping_interval: float = 20.0
+    #: Ping after this long without a frame from the gateway. Longer than OpenClaw's 30 s tick, so a
+    #: healthy link is never pinged (its ticks prove it alive) and a dead one is found at ~45 s,
+    #: before the tick watchdog's 60 s.
+    ping_interval: float = 35.0
     ping_timeout: float = 10.0
     log_level: str = "info"
     voice: VoiceSettings = attrs.field(factory=VoiceSettings)

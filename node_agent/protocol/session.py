@@ -205,6 +205,11 @@ class Session:
             return self._on_event(frame, now)
         return [LogProblem(f"unexpected request {frame.method!r} from the gateway ignored")]
 
+    @property
+    def last_received(self) -> float | None:
+        """Session time of the last inbound frame (None before the socket opened)."""
+        return self._last_rx
+
     def deadline(self) -> float | None:
         """Absolute time at which :meth:`on_timer` has something to do, or None."""
         if self.state in (State.CLOSING, State.CLOSED):

@@ -242,3 +242,44 @@ async def test_pair_mode_exits_once_the_surface_is_approved(autojump_clock, tmp_
     gw.approve(agent.identity.device_id)
     assert await agent.run() == EXIT_OK
     assert agent.status.current.surface is Surface.APPROVED
+
+
+async def test_a_ticking_gateway_is_never_pinged_and_a_silent_one_exactly_one_interval_after_it_spoke(
+        autojump_clock, tmp_path, monkeypatch):
+    from node_agent.transport import WebSocketTransport
+
+    pings: list[float] = []
+    real_ping = WebSocketTransport.ping
+
+    async def ping(self):
+        pings.append(trio.current_time())
+        await real_ping(self)
+
+    monkeypatch.setattr(WebSocketTransport, "ping", ping)
+    gw = FakeGateway()
+    async with connected(gw, tmp_path) as (agent, conn):  # ping_interval 20 s
+        for _ in range(8):  # the gateway speaks every 15 s: its frames prove the link alive
+            await trio.sleep(15)
+            await conn.send_event("tick", {"ts": 1})
+        assert pings == []
+        spoke = trio.current_time()
+        await trio.sleep(50)  # silence: a ping 20 s after the last frame, the next 20 s after its pong
+        assert pings == [spoke + 20.0, spoke + 40.0]
+
+
+async def test_a_ping_without_a_pong_ends_the_link_at_exactly_interval_plus_timeout(
+        autojump_clock, tmp_path, monkeypatch):
+    from node_agent.transport import WebSocketTransport
+
+    async def black_hole(self):
+        await trio.sleep_forever()  # a half-open link: the ping goes out, nothing comes back
+
+    monkeypatch.setattr(WebSocketTransport, "ping", black_hole)
+    gw = FakeGateway()
+    async with connected(gw, tmp_path) as (agent, conn):  # ping_interval 20 s, ping_timeout 10 s
+        await conn.send_event("tick", {"ts": 1})
+        spoke = trio.current_time()
+        await conn.ended.wait()
+        assert trio.current_time() == spoke + 30.0
+        assert conn.closed_code == 4000
+        await gw.wait_connection(2)
