@@ -22,6 +22,7 @@ allowlist entry for ``/usr/bin/env`` must not quietly allow everything.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -102,6 +103,16 @@ def shell_payload(argv: Sequence[str]) -> str | None:
         return None
     index = _inline_command_index(argv)
     return argv[index] if index is not None else None
+
+
+def is_login_shell(argv: Sequence[str]) -> bool:
+    """``sh -l -c``/``-lc``/``--login``: the shell reads its profile first, which may set PATH."""
+    if shell_payload(argv) is None:
+        return False
+    index = _inline_command_index(argv) or len(argv)
+    options = argv[1:index]
+    return os.path.basename(argv[0]).startswith("-") or any(
+        opt == "--login" or (opt.startswith("-") and not opt.startswith("--") and "l" in opt[1:]) for opt in options)
 
 
 def is_shell_wrapper(argv: Sequence[str]) -> bool:

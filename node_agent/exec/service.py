@@ -25,8 +25,10 @@ says why.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,7 +40,7 @@ import trio
 
 from ..errors import InvokeError
 from . import envpolicy
-from .command import Command, CommandError, parse_command
+from .command import Command, CommandError, is_login_shell, parse_command
 from .decision import decide, max_ask, min_security
 from .document import (FAIL_CLOSED, Resolved, add_allowlist_entries, normalize_snapshot, policy_snapshot,
                        resolve, snapshot_is_current)
@@ -49,6 +51,9 @@ from .store import ApprovalsConflict, ApprovalsInvalid, ApprovalsStore, Approval
 log = logging.getLogger(__name__)
 
 OUTPUT_EVENT_TAIL = 20_000
+_LOGIN_PATH_TTL_S = 60.0
+# Belt and braces: the base environment (childenv) never carries these, and a command never will.
+_AGENT_SECRETS = frozenset({"OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD", "NODE_AGENT_TOKEN_FILE"})
 Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
@@ -143,6 +148,7 @@ class ExecService:
         self._max_denials = max_denials
         self.denials: list[Denial] = []
         self.runs = 0
+        self._login_paths: dict[str, tuple[float, str]] = {}
 
     def __repr__(self) -> str:
         return f"<ExecService store={self.store.path} runs={self.runs} denials={len(self.denials)}>"
@@ -167,10 +173,26 @@ class ExecService:
 
     def child_env(self, overrides: Mapping[str, str] | None, *, shell_wrapper: bool) -> dict[str, str]:
         """The environment a command gets: the filtered inherited one plus accepted overrides."""
-        env = envpolicy.filter_inherited(self._base_env())
+        env = envpolicy.filter_inherited({k: v for k, v in self._base_env().items() if k.upper() not in _AGENT_SECRETS})
         accepted = envpolicy.check_overrides(overrides).accepted
         env.update(envpolicy.for_shell_wrapper(accepted) if shell_wrapper else accepted)
         return env
+
+    async def _resolution_env(self, command: Command, env: Mapping[str, str]) -> Mapping[str, str]:
+        """The environment bare names resolve in. A login shell (``sh -lc``, how the gateway sends
+        every agent command) reads its profile, which may set another PATH: we ask the shell
+        itself, once a minute, as the node host does, and match against what it will really run.
+        If the shell cannot tell us, bare names stay unresolved (not covered: a person is asked)."""
+        if not is_login_shell(command.argv):
+            return env
+        shell = command.argv[0]
+        now = trio.current_time()
+        cached = self._login_paths.get(shell)
+        if cached is None or now - cached[0] > _LOGIN_PATH_TTL_S:
+            result = await self._run([shell, "-lc", 'printf "%s" "$PATH"'], cwd="/", env=dict(env), timeout_ms=5000)
+            path = result.stdout if result.success and result.stdout.startswith("/") else ""
+            cached = self._login_paths[shell] = (now, path)
+        return {**env, "PATH": cached[1]}
 
     def _audit_entry(self, **fields: Any) -> None:
         entry = {"time": self._clock_ms(), "type": "exec", **{k: v for k, v in fields.items() if v is not None}}
@@ -264,9 +286,17 @@ class ExecService:
             argv[0] = resolution.real_path
         pinned = parse_command(argv)
         preview = command.preview if command.preview and command.preview != pinned.text else None
-        plan = {"argv": argv, "cwd": cwd, "commandText": pinned.text, "commandPreview": preview,
-                "agentId": agent_id, "sessionKey": session_key, "policySnapshot": policy_snapshot(resolved)}
-        coverage = allow_always_coverage(pinned, cwd=cwd, env=env) if bind else None
+        plan: dict[str, Any] = {"argv": argv, "cwd": cwd, "commandText": pinned.text, "commandPreview": preview,
+                                "agentId": agent_id, "sessionKey": session_key}
+        if bind and command.shell_payload is None:
+            # As the node host: bind the approval to the executable's bytes (mutableFileOperand is
+            # the one plan field the gateway carries through for this), checked again at run time.
+            digest = await trio.to_thread.run_sync(_file_sha256, argv[0])
+            if digest is None:
+                raise _invalid("SYSTEM_RUN_DENIED: approval requires a stable executable path")
+            plan["mutableFileOperand"] = {"argvIndex": 0, "path": argv[0], "sha256": digest}
+        plan["policySnapshot"] = policy_snapshot(resolved)
+        coverage = allow_always_coverage(pinned, cwd=cwd, env=await self._resolution_env(pinned, env)) if bind else None
         return {"plan": plan, "execPolicy": {"security": policy.security, "ask": policy.ask},
                 "allowAlwaysCoverage": coverage.as_wire() if coverage else {"complete": False, "patterns": []}}
 
@@ -344,7 +374,7 @@ class ExecService:
             cwd_check = checked
             cwd = checked.path
         env = self.child_env(overrides, shell_wrapper=command.shell_payload is not None)
-        evaluation = evaluate(command, resolved.allowlist, cwd=cwd, env=env)
+        evaluation = evaluate(command, resolved.allowlist, cwd=cwd, env=await self._resolution_env(command, env))
         durable = evaluation.durable or has_exact_command_approval(resolved.allowlist, command.text)
         decision = decide(resolved.policy, analysis_ok=evaluation.analysis_ok, covered=evaluation.satisfied,
                           durable=durable, approved=approved, ask_fallback=ask_fallback)
@@ -357,10 +387,20 @@ class ExecService:
         executable = None
         if command.shell_payload is None:
             if bound:
-                # The plan pinned argv[0] to a real path; it must still be that file.
+                # The plan pinned argv[0] to a real path (and its bytes); it must still be that file.
                 if os.path.realpath(command.argv[0]) != command.argv[0] or not os.access(command.argv[0], os.X_OK):
                     await deny("approval-required", "SYSTEM_RUN_DENIED: approval executable changed before execution")
-            elif evaluation.satisfied and evaluation.matches and evaluation.matches[0].resolution.path:
+                executable = command.argv[0]
+        if bound and plan is not None and plan.get("mutableFileOperand") is not None:
+            operand = plan["mutableFileOperand"]
+            index = operand.get("argvIndex") if isinstance(operand, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(command.argv) \
+                    or command.argv[index] != operand.get("path") \
+                    or os.path.realpath(str(operand.get("path"))) != operand.get("path") \
+                    or await trio.to_thread.run_sync(_file_sha256, str(operand.get("path"))) != operand.get("sha256"):
+                await deny("approval-required", "SYSTEM_RUN_DENIED: approval script operand changed before execution")
+        if command.shell_payload is None and not bound:
+            if evaluation.satisfied and evaluation.matches and evaluation.matches[0].resolution.path:
                 executable = evaluation.matches[0].resolution.path  # run the file that matched
 
         if decision_param == "allow-always":
@@ -389,7 +429,7 @@ class ExecService:
 
     async def _persist_allow_always(self, command: Command, agent_id: str | None, cwd: str,
                                     env: Mapping[str, str]) -> None:
-        coverage = allow_always_coverage(command, cwd=cwd, env=env)
+        coverage = allow_always_coverage(command, cwd=cwd, env=await self._resolution_env(command, env))
         if not agent_id or not coverage.patterns:
             log.info("allow-always for %r stores nothing reusable (%s); it ran once", command.text,
                      "no agent id" if not agent_id else "no pattern covers it")
@@ -427,6 +467,21 @@ def _matching_plan(raw: Any, command: Command, cwd: str | None, agent_id: str | 
             or norm(raw.get("sessionKey")) != session_key:
         return None
     return raw
+
+
+def _file_sha256(path: str, limit: int = 512 * 1024 * 1024) -> str | None:
+    """The SHA-256 of a regular file (None if it is not one, or larger than ``limit``)."""
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                return None
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except OSError:
+        return None
 
 
 def _wall_ms() -> int:
