@@ -57,7 +57,8 @@ def build_agent(gateway: RealGateway | str, token: str | None, state_dir: Path, 
                 record: IdentityRecord | None = None, registry: CommandRegistry | None = None,
                 policy: ReconnectPolicy | None = None, display_name: str = "interop-node",
                 ping_interval: float = 20.0, ping_timeout: float = 10.0, heartbeat_interval: float = 60.0,
-                open_transport: Callable[[], Any] | None = None) -> Agent:
+                open_transport: Callable[[], Any] | None = None, extensions: list[Any] | None = None,
+                status: StatusBoard | None = None) -> Agent:
     """An agent for ``gateway`` (or a URL, e.g. a fault proxy in front of it).
 
     ``token=None`` leaves out the shared token, so the agent can only get in with a device token
@@ -77,7 +78,7 @@ def build_agent(gateway: RealGateway | str, token: str | None, state_dir: Path, 
     return Agent(config, store=store or MemoryStore(), identity=identity, record=record, adapter=adapter,
                  registry=registry or builtin_registry(),
                  policy=policy or ReconnectPolicy(pairing_interval=TEST_PAIRING_INTERVAL),
-                 status=StatusBoard(None), open_transport=open_transport)
+                 status=status or StatusBoard(None), open_transport=open_transport, extensions=extensions)
 
 
 @attrs.define(eq=False)

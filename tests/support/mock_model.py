@@ -7,11 +7,11 @@ provider. The gateway is configured with a custom provider whose ``baseUrl`` poi
 (``models.providers.<id>.api = "openai-completions"``); this server answers
 ``POST /v1/chat/completions`` like a model that always does what the user message says.
 
-The script, read from the newest user message:
+The script, read from the newest user message that carries one:
 
 - ``EXEC<<command>>`` -> one tool call ``exec`` with ``{"command": command}``;
-- once the newest message is a tool result -> a final answer ``TOOL RESULT: <result text>``;
-- anything else -> a final answer ``OK``.
+- once a tool result follows that message -> a final answer ``TOOL RESULT: <result text>``;
+- no instruction -> a final answer ``OK``.
 
 Invariants: binds 127.0.0.1 only; stateless per request (the transcript the gateway sends is the
 state), so parallel agent runs cannot cross; every request body is kept in ``requests`` for
@@ -40,18 +40,22 @@ def _text_of(content: Any) -> str:
 
 
 def decide(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The scripted turn: ``{"tool": name, "arguments": {...}}`` or ``{"text": answer}``."""
-    if not messages:
-        return {"text": "OK"}
-    last = messages[-1]
-    if last.get("role") == "tool":
-        return {"text": f"TOOL RESULT: {_text_of(last.get('content'))}"}
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            match = _EXEC.search(_text_of(message.get("content")))
-            if match:
-                return {"tool": "exec", "arguments": {"command": match.group(1)}}
-            break
+    """The scripted turn: ``{"tool": name, "arguments": {...}}`` or ``{"text": answer}``.
+
+    The newest user message carrying ``EXEC<<...>>`` is the instruction (the gateway appends
+    context messages of its own, also as ``user``, after a tool result); once a tool result
+    follows it, the turn is over and the answer quotes that result."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") != "user":
+            continue
+        matches = _EXEC.findall(_text_of(message.get("content")))
+        if not matches:
+            continue
+        results = [m for m in messages[index + 1:] if m.get("role") == "tool"]
+        if results:
+            return {"text": f"TOOL RESULT: {_text_of(results[-1].get('content'))}"}
+        return {"tool": "exec", "arguments": {"command": matches[-1]}}
     return {"text": "OK"}
 
 

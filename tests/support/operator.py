@@ -107,9 +107,13 @@ class Operator:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, url: str, token: str, *, timeout: float = 10.0
+        cls, url: str, token: str, *, timeout: float = 10.0, caps: Sequence[str] = ()
     ) -> AsyncIterator[Operator]:
-        """Open the socket, do the handshake and yield a ready operator; close it on exit."""
+        """Open the socket, do the handshake and yield a ready operator; close it on exit.
+
+        ``caps`` are declared in ``connect``: ``("exec-approvals",)`` makes this socket an exec
+        approval client, the one the gateway sends ``exec.approval.requested`` to (without
+        one, the gateway denies an exec that needs approval at once: "no approval route")."""
         async with trio_websocket.open_websocket_url(
             url,
             max_message_size=MAX_MESSAGE_SIZE,
@@ -118,7 +122,7 @@ class Operator:
             disconnect_timeout=2.0,
         ) as ws:
             with trio.fail_after(timeout):
-                hello, early_events = await _handshake(ws, token)
+                hello, early_events = await _handshake(ws, token, caps)
             op = cls(ws, hello)
             for frame in early_events:
                 op._record(frame)
@@ -305,7 +309,7 @@ class Operator:
 
 
 async def _handshake(
-    ws: trio_websocket.WebSocketConnection, token: str
+    ws: trio_websocket.WebSocketConnection, token: str, caps: Sequence[str] = ()
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Challenge, connect, hello-ok. Returns hello-ok's payload and any events sent meanwhile."""
     first = json.loads(await ws.get_message())
@@ -325,6 +329,7 @@ async def _handshake(
                     "role": "operator",
                     "scopes": list(SCOPES),
                     "auth": {"token": token},
+                    **({"caps": list(caps)} if caps else {}),
                 },
             }
         )

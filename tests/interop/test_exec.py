@@ -1,0 +1,218 @@
+"""system.run through the real gateway's own approval logic, against our exec room.
+
+The agent runs in-process (so the tests can read its exec extension and audit log), wired as
+``node-agent run`` wires it on Linux: exec on, the approvals document in its state directory.
+Commands reach it the way an agent's do: an agent run on the gateway (the scripted offline model
+of ``tests/support/mock_model.py``) calls the gateway's ``exec`` tool, which prepares the run on
+the node, asks a person at an operator socket when the node's policy says so
+(``exec.approval.requested`` / ``exec.approval.resolve``), and only then sends ``system.run``
+carrying the approval. Nothing here calls the node around that logic, except the one test that
+shows what an unapproved ``node.invoke system.run`` gets: ``SYSTEM_RUN_DENIED``, nothing run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from node_agent.agent.commands import builtin_registry
+from node_agent.agent.status import StatusBoard
+from node_agent.exec.extension import ExecExtension, build_service
+from tests.interop.helpers import approve_device, build_agent, pending_node_request, poll, start_agent
+from tests.support.operator import Operator, OperatorError
+from tests.support.real_gateway import RealGateway
+
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+@pytest.fixture
+async def approver(real_gateway: RealGateway) -> AsyncIterator[Operator]:
+    """The person at the gateway: an operator socket that declares the ``exec-approvals`` cap,
+    as the Control UI and the apps do, so the gateway routes exec approval requests to it."""
+    async with Operator.connect(real_gateway.url, real_gateway.token, caps=("exec-approvals",)) as op:
+        yield op
+
+
+async def cli(gateway: RealGateway, *args: str, check: bool = True) -> Any:
+    return await trio.to_thread.run_sync(lambda: gateway.cli(*args, check=check))
+
+
+class ExecNode:
+    """An in-process agent with the exec room, paired and approved with ``openclaw nodes approve``."""
+
+    def __init__(self, gateway: RealGateway, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self.status = StatusBoard(None)
+        self.exec = ExecExtension(build_service(state_dir, base_env=lambda: ENV, default_cwd="/tmp"), self.status)
+        self.exec.prepare_store()
+        registry = builtin_registry()
+        self.exec.register(registry)
+        self.agent = build_agent(gateway, gateway.token, state_dir, registry=registry, extensions=[self.exec],
+                                 status=self.status, display_name="exec-node")
+
+    @property
+    def node_id(self) -> str:
+        return self.agent.identity.device_id
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.state_dir / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def start_exec_node(nursery: trio.Nursery, gateway: RealGateway, operator: Operator,
+                          state_dir: Path) -> ExecNode:
+    node = ExecNode(gateway, state_dir)
+    running = await start_agent(nursery, node.agent)
+    await approve_device(operator, running)
+    await running.wait_connected()
+    request_id = await poll(lambda: pending_node_request(operator, node.node_id), "pending node request")
+    # The person at the gateway approves the node's commands with the CLI the agent told them about.
+    await cli(gateway, "nodes", "approve", request_id, "--json")
+    await running.wait(lambda: node.status.get("surface") == "approved", "surface approved", 60)
+    return node
+
+
+async def agent_exec(operator: Operator, command: str) -> str:
+    """Start an agent turn whose model calls ``exec`` with ``command``; returns the run id."""
+    accepted = await operator.call("agent", {"message": f"Run this: EXEC<<{command}>>", "agentId": "main",
+                                             "idempotencyKey": str(uuid.uuid4())}, timeout=30)
+    return str(accepted["runId"])
+
+
+async def agent_reply(operator: Operator, run_id: str) -> str:
+    done = await operator.call("agent.wait", {"runId": run_id, "timeoutMs": 90_000}, timeout=100)
+    assert done.get("status") == "ok", done
+    return str((done.get("terminalReply") or {}).get("text", ""))
+
+
+def for_node(node_id: str):
+    def predicate(payload: Any) -> bool:
+        request = (payload or {}).get("request") or {}
+        return request.get("nodeId") == node_id
+    return predicate
+
+
+async def test_approvals_get_and_set_round_trip_through_the_openclaw_cli(real_gateway, operator, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        got = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
+        stored = (node.state_dir / "exec-approvals.json").read_bytes()
+        assert got["hash"] == hashlib.sha256(stored).hexdigest()
+        assert got["file"] == json.loads(stored)
+        assert got["file"]["defaults"] == {"security": "allowlist", "ask": "on-miss", "askFallback": "deny",
+                                           "autoAllowSkills": False}
+
+        wanted = {"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss", "askFallback": "deny"},
+                  "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/true"}]}}}
+        upload = tmp_path / "approvals.json"
+        upload.write_text(json.dumps(wanted))
+        await cli(real_gateway, "approvals", "set", "--node", node.node_id, "--file", str(upload), "--json")
+        after = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
+        stored = (node.state_dir / "exec-approvals.json").read_bytes()
+        assert after["hash"] == hashlib.sha256(stored).hexdigest() != got["hash"]
+        assert [e["pattern"] for e in after["file"]["agents"]["main"]["allowlist"]] == ["/usr/bin/true"]
+
+        # A write based on the old hash is refused by the node and changes nothing.
+        with_old = {"nodeId": node.node_id, "file": {"version": 1}, "baseHash": got["hash"]}
+        try:
+            await operator.call("exec.approvals.node.set", with_old)
+            raise AssertionError("a stale baseHash was accepted")
+        except OperatorError as exc:
+            assert "exec approvals changed; reload and retry" in exc.message
+        assert (node.state_dir / "exec-approvals.json").read_bytes() == stored
+        node.agent.request_stop()
+
+
+async def test_a_command_missing_the_allowlist_is_approved_by_a_person_then_runs(
+        real_gateway, operator, approver, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        run_id = await agent_exec(operator, "uname -s")
+        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
+        assert node.exec.service.runs == 0  # asked first, nothing ran yet
+        assert request["request"]["host"] == "node"
+        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "allow-once"})
+        reply = await agent_reply(operator, run_id)
+        assert "Linux" in reply, reply
+        assert node.exec.service.runs == 1
+        assert node.exec.handled >= 2 and not node.exec._unhandled  # exec.started + exec.finished handled
+        runs = [e for e in node.audit() if e.get("event") == "run"]
+        assert runs[-1]["reason"] == "approved" and runs[-1]["argv"] == ["/bin/sh", "-lc", "uname -s"]
+        assert runs[-1]["runId"] == request["id"]  # the gateway runs it under the approval's id
+        node.agent.request_stop()
+
+
+async def test_allow_always_is_remembered_so_the_next_run_is_not_asked(
+        real_gateway, operator, approver, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        first = await agent_exec(operator, "uname -m")
+        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
+        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "allow-always"})
+        await agent_reply(operator, first)
+        allowlist = json.loads((node.state_dir / "exec-approvals.json").read_text())["agents"]["main"]["allowlist"]
+        assert {e["source"] for e in allowlist} == {"allow-always"}
+        second = await agent_exec(operator, "uname -m")
+        reply = await agent_reply(operator, second)
+        assert node.exec.service.runs == 2, reply
+        assert not [e for e in approver.events if e.name == "exec.approval.requested"
+                    and for_node(node.node_id)(e.payload) and e.payload["id"] != request["id"]]
+        node.agent.request_stop()
+
+
+async def test_a_command_a_person_denies_never_reaches_the_node(
+        real_gateway, operator, approver, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        run_id = await agent_exec(operator, "uname -r")
+        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
+        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "deny"})
+        reply = await agent_reply(operator, run_id)
+        assert "denied" in reply.lower(), reply
+        assert node.exec.service.runs == 0
+        assert not [e for e in node.audit() if e.get("event") == "run"]
+        node.agent.request_stop()
+
+
+async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(real_gateway, operator, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        marker = tmp_path / "must-not-exist"
+        try:
+            await operator.invoke(node.node_id, "system.run", {"command": ["/usr/bin/touch", str(marker)]},
+                                  timeout_ms=15_000)
+            raise AssertionError("an unapproved command ran")
+        except OperatorError as exc:
+            assert exc.code == "UNAVAILABLE" and exc.message.startswith("SYSTEM_RUN_DENIED: approval required")
+            assert exc.details["nodeError"]["code"] == "SYSTEM_RUN_DENIED"
+        assert not marker.exists() and node.exec.service.runs == 0
+        assert node.exec.handled >= 1 and not node.exec._unhandled  # exec.denied was accepted
+        assert node.exec.service.denials[-1].reason == "approval-required"
+        node.agent.request_stop()
+
+
+async def test_an_allowlisted_absolute_path_runs_without_asking(
+        real_gateway, operator, approver, tmp_path):
+    async with trio.open_nursery() as nursery:
+        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        snap = await operator.call("exec.approvals.node.get", {"nodeId": node.node_id})
+        await operator.call("exec.approvals.node.set", {
+            "nodeId": node.node_id, "baseHash": snap["hash"],
+            "file": {"version": 1, "defaults": snap["file"]["defaults"],
+                     "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/uname"}]}}}})
+        reply = await agent_reply(operator, await agent_exec(operator, "/usr/bin/uname -s"))
+        assert "Linux" in reply, reply
+        assert node.exec.service.runs == 1
+        assert not [e for e in approver.events if e.name == "exec.approval.requested"
+                    and for_node(node.node_id)(e.payload)]
+        runs = [e for e in node.audit() if e.get("event") == "run"]
+        assert runs[-1]["reason"] == "allowlist"
+        node.agent.request_stop()
