@@ -153,7 +153,8 @@ async def part2(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
            "fds_after": fds1, "tasks_before": tasks0, "tasks_peak": peak_tasks, "tasks_after": tasks1}
     print(f"\n## {args.concurrent} concurrent system.run [sleep 0.2] (in-process agent)")
     C.print_table(["ok", "wall s", "fds before / peak / after", "Trio tasks before / peak / after"], [
-        [f"{ok}/{args.concurrent}", f"{wall:.2f}", f"{fds0} / {peak_fds} / {fds1}", f"{tasks0} / {peak_tasks} / {tasks1}"]])
+        [f"{ok}/{args.concurrent}", f"{wall:.2f}", f"{fds0} / {peak_fds} / {fds1}",
+         f"{tasks0} / {peak_tasks} / {tasks1}"]])
     return out
 
 

@@ -106,9 +106,12 @@ def shell_payload(argv: Sequence[str]) -> str | None:
 
 
 def is_login_shell(argv: Sequence[str]) -> bool:
-    """``sh -l -c``/``-lc``/``--login``: the shell reads its profile first, which may set PATH."""
+    """``sh -l -c``/``-lc``/``--login`` (or any zsh, which always reads ``.zshenv``): the shell
+    reads a profile first, which may set its own PATH."""
     if shell_payload(argv) is None:
         return False
+    if basename(argv[0]) == "zsh":
+        return True
     index = _inline_command_index(argv) or len(argv)
     options = argv[1:index]
     return os.path.basename(argv[0]).startswith("-") or any(

@@ -129,7 +129,8 @@ def for_shell_wrapper(accepted: Mapping[str, str]) -> dict[str, str]:
 
 def _permissive(value: str) -> bool:
     text = value.strip().lower()
-    return text in ("true", "yes", "on") or (bool(re.fullmatch(r"[+-]?\d+", text)) and not re.fullmatch(r"[+-]?0+", text))
+    numeric = bool(re.fullmatch(r"[+-]?\d+", text)) and not re.fullmatch(r"[+-]?0+", text)
+    return text in ("true", "yes", "on") or numeric
 
 
 def filter_inherited(env: Mapping[str, str]) -> dict[str, str]:

@@ -93,6 +93,16 @@ def _opt_str(params: Mapping[str, Any], key: str) -> str | None:
     return value.strip() or None
 
 
+def _command_of(params: Any) -> Command:
+    """The request's checked command (``INVALID_REQUEST`` when malformed)."""
+    if not isinstance(params, dict):
+        raise _invalid("params must be an object")
+    try:
+        return parse_command(params.get("command"), params.get("rawCommand"))
+    except CommandError as exc:
+        raise _invalid(str(exc)) from None
+
+
 def _env_param(params: Mapping[str, Any]) -> dict[str, str] | None:
     env = params.get("env")
     if env is None:
@@ -253,12 +263,7 @@ class ExecService:
     # -- system.run.prepare ---------------------------------------------------------------------
 
     async def prepare(self, params: Any) -> dict[str, Any]:
-        if not isinstance(params, dict):
-            raise _invalid("params must be an object")
-        try:
-            command = parse_command(params.get("command"), params.get("rawCommand"))
-        except CommandError as exc:
-            raise _invalid(str(exc)) from None
+        command = _command_of(params)
         agent_id = _opt_str(params, "agentId")
         session_key = _opt_str(params, "sessionKey")
         overrides = _env_param(params)
@@ -303,12 +308,7 @@ class ExecService:
     # -- system.run ------------------------------------------------------------------------------
 
     async def run(self, params: Any, emit: Emit = _no_emit) -> dict[str, Any]:
-        if not isinstance(params, dict):
-            raise _invalid("params must be an object")
-        try:
-            command = parse_command(params.get("command"), params.get("rawCommand"))
-        except CommandError as exc:
-            raise _invalid(str(exc)) from None
+        command = _command_of(params)
         agent_id = _opt_str(params, "agentId")
         requested_session = _opt_str(params, "sessionKey")
         session_key = requested_session or "node"

@@ -35,7 +35,8 @@ def gateway_dist() -> Path:
     return install_dir() / "app" / "node_modules" / "openclaw" / "dist"
 
 
-needs_node = pytest.mark.skipif(node_binary() is None, reason="the gateway's Node.js is not installed (scripts/gateway-setup)")
+needs_node = pytest.mark.skipif(node_binary() is None,
+                                reason="the gateway's Node.js is not installed (scripts/gateway-setup)")
 
 _STRINGIFY = "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>{for(const v of JSON.parse(d))" \
              "process.stdout.write(JSON.stringify(v,null,2)+'\\u0000')})"
@@ -102,7 +103,8 @@ def test_the_hash_of_a_recorded_document_is_what_the_gateways_own_code_computes(
     script = (
         f"import * as m from {json.dumps(str(chunk))};"
         "import {createHash} from 'node:crypto';"
-        "const ser = Object.values(m).find(f => typeof f === 'function' && /JSON\\.stringify\\(file, null, 2\\)/.test(String(f)));"
+        "const ser = Object.values(m).find(f => typeof f === 'function' && "
+        "/JSON\\.stringify\\(file, null, 2\\)/.test(String(f)));"
         "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>{const raw = ser(JSON.parse(d));"
         "process.stdout.write(createHash('sha256').update(raw).digest('hex'))});"
     )

@@ -80,6 +80,15 @@ async def start_exec_node(nursery: trio.Nursery, gateway: RealGateway, operator:
     return node
 
 
+@pytest.fixture
+async def node(real_gateway: RealGateway, operator: Operator, tmp_path: Path) -> AsyncIterator[ExecNode]:
+    """A fresh exec node for one test, stopped after it."""
+    async with trio.open_nursery() as nursery:
+        started = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
+        yield started
+        started.agent.request_stop()
+
+
 async def agent_exec(operator: Operator, command: str) -> str:
     """Start an agent turn whose model calls ``exec`` with ``command``; returns the run id."""
     accepted = await operator.call("agent", {"message": f"Run this: EXEC<<{command}>>", "agentId": "main",
@@ -93,6 +102,19 @@ async def agent_reply(operator: Operator, run_id: str) -> str:
     return str((done.get("terminalReply") or {}).get("text", ""))
 
 
+async def exec_asked(operator: Operator, approver: Operator, node: ExecNode, command: str,
+                     decision: str) -> tuple[str, dict[str, Any]]:
+    """An agent turn runs ``command`` on ``node``; the gateway asks the approver, who answers
+    ``decision``. Returns the run id and the approval request."""
+    run_id = await agent_exec(operator, command)
+    request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
+    assert request["request"]["host"] == "node"
+    if decision == "allow-once":
+        assert node.exec.service.runs == 0  # asked first: nothing has run yet
+    await approver.call("exec.approval.resolve", {"id": request["id"], "decision": decision})
+    return run_id, request
+
+
 def for_node(node_id: str):
     def predicate(payload: Any) -> bool:
         request = (payload or {}).get("request") or {}
@@ -100,119 +122,85 @@ def for_node(node_id: str):
     return predicate
 
 
-async def test_approvals_get_and_set_round_trip_through_the_openclaw_cli(real_gateway, operator, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        got = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
-        stored = (node.state_dir / "exec-approvals.json").read_bytes()
-        assert got["hash"] == hashlib.sha256(stored).hexdigest()
-        assert got["file"] == json.loads(stored)
-        assert got["file"]["defaults"] == {"security": "allowlist", "ask": "on-miss", "askFallback": "deny",
-                                           "autoAllowSkills": False}
+async def test_approvals_get_and_set_round_trip_through_the_openclaw_cli(real_gateway, operator, node, tmp_path):
+    got = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
+    stored = (node.state_dir / "exec-approvals.json").read_bytes()
+    assert got["hash"] == hashlib.sha256(stored).hexdigest()
+    assert got["file"] == json.loads(stored)
+    assert got["file"]["defaults"] == {"security": "allowlist", "ask": "on-miss", "askFallback": "deny",
+                                       "autoAllowSkills": False}
 
-        wanted = {"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss", "askFallback": "deny"},
-                  "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/true"}]}}}
-        upload = tmp_path / "approvals.json"
-        upload.write_text(json.dumps(wanted))
-        await cli(real_gateway, "approvals", "set", "--node", node.node_id, "--file", str(upload), "--json")
-        after = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
-        stored = (node.state_dir / "exec-approvals.json").read_bytes()
-        assert after["hash"] == hashlib.sha256(stored).hexdigest() != got["hash"]
-        assert [e["pattern"] for e in after["file"]["agents"]["main"]["allowlist"]] == ["/usr/bin/true"]
+    wanted = {"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss", "askFallback": "deny"},
+              "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/true"}]}}}
+    upload = tmp_path / "approvals.json"
+    upload.write_text(json.dumps(wanted))
+    await cli(real_gateway, "approvals", "set", "--node", node.node_id, "--file", str(upload), "--json")
+    after = await cli(real_gateway, "approvals", "get", "--node", node.node_id, "--json")
+    stored = (node.state_dir / "exec-approvals.json").read_bytes()
+    assert after["hash"] == hashlib.sha256(stored).hexdigest() != got["hash"]
+    assert [e["pattern"] for e in after["file"]["agents"]["main"]["allowlist"]] == ["/usr/bin/true"]
 
-        # A write based on the old hash is refused by the node and changes nothing.
-        with_old = {"nodeId": node.node_id, "file": {"version": 1}, "baseHash": got["hash"]}
-        try:
-            await operator.call("exec.approvals.node.set", with_old)
-            raise AssertionError("a stale baseHash was accepted")
-        except OperatorError as exc:
-            assert "exec approvals changed; reload and retry" in exc.message
-        assert (node.state_dir / "exec-approvals.json").read_bytes() == stored
-        node.agent.request_stop()
+    # A write based on the old hash is refused by the node and changes nothing.
+    with_old = {"nodeId": node.node_id, "file": {"version": 1}, "baseHash": got["hash"]}
+    with pytest.raises(OperatorError, match="exec approvals changed; reload and retry"):
+        await operator.call("exec.approvals.node.set", with_old)
+    assert (node.state_dir / "exec-approvals.json").read_bytes() == stored
 
 
-async def test_a_command_missing_the_allowlist_is_approved_by_a_person_then_runs(
-        real_gateway, operator, approver, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        run_id = await agent_exec(operator, "uname -s")
-        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
-        assert node.exec.service.runs == 0  # asked first, nothing ran yet
-        assert request["request"]["host"] == "node"
-        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "allow-once"})
-        reply = await agent_reply(operator, run_id)
-        assert "Linux" in reply, reply
-        assert node.exec.service.runs == 1
-        assert node.exec.handled >= 2 and not node.exec._unhandled  # exec.started + exec.finished handled
-        runs = [e for e in node.audit() if e.get("event") == "run"]
-        assert runs[-1]["reason"] == "approved" and runs[-1]["argv"] == ["/bin/sh", "-lc", "uname -s"]
-        assert runs[-1]["runId"] == request["id"]  # the gateway runs it under the approval's id
-        node.agent.request_stop()
+async def test_a_command_missing_the_allowlist_is_approved_by_a_person_then_runs(operator, approver, node):
+    run_id, request = await exec_asked(operator, approver, node, "uname -s", "allow-once")
+    reply = await agent_reply(operator, run_id)
+    assert "Linux" in reply, reply
+    assert node.exec.service.runs == 1
+    assert node.exec.handled >= 2 and not node.exec._unhandled  # exec.started + exec.finished handled
+    runs = [e for e in node.audit() if e.get("event") == "run"]
+    assert runs[-1]["reason"] == "approved" and runs[-1]["argv"] == ["/bin/sh", "-lc", "uname -s"]
+    assert runs[-1]["runId"] == request["id"]  # the gateway runs it under the approval's id
 
 
-async def test_allow_always_is_remembered_so_the_next_run_is_not_asked(
-        real_gateway, operator, approver, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        first = await agent_exec(operator, "uname -m")
-        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
-        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "allow-always"})
-        await agent_reply(operator, first)
-        allowlist = json.loads((node.state_dir / "exec-approvals.json").read_text())["agents"]["main"]["allowlist"]
-        assert {e["source"] for e in allowlist} == {"allow-always"}
-        second = await agent_exec(operator, "uname -m")
-        reply = await agent_reply(operator, second)
-        assert node.exec.service.runs == 2, reply
-        assert not [e for e in approver.events if e.name == "exec.approval.requested"
-                    and for_node(node.node_id)(e.payload) and e.payload["id"] != request["id"]]
-        node.agent.request_stop()
+async def test_allow_always_is_remembered_so_the_next_run_is_not_asked(operator, approver, node):
+    first, request = await exec_asked(operator, approver, node, "uname -m", "allow-always")
+    await agent_reply(operator, first)
+    allowlist = json.loads((node.state_dir / "exec-approvals.json").read_text())["agents"]["main"]["allowlist"]
+    assert {e["source"] for e in allowlist} == {"allow-always"}
+    second = await agent_exec(operator, "uname -m")
+    reply = await agent_reply(operator, second)
+    assert node.exec.service.runs == 2, reply
+    assert not [e for e in approver.events if e.name == "exec.approval.requested"
+                and for_node(node.node_id)(e.payload) and e.payload["id"] != request["id"]]
 
 
-async def test_a_command_a_person_denies_never_reaches_the_node(
-        real_gateway, operator, approver, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        run_id = await agent_exec(operator, "uname -r")
-        request = await approver.wait_event("exec.approval.requested", for_node(node.node_id), timeout=90)
-        await approver.call("exec.approval.resolve", {"id": request["id"], "decision": "deny"})
-        reply = await agent_reply(operator, run_id)
-        assert "denied" in reply.lower(), reply
-        assert node.exec.service.runs == 0
-        assert not [e for e in node.audit() if e.get("event") == "run"]
-        node.agent.request_stop()
+async def test_a_command_a_person_denies_never_reaches_the_node(operator, approver, node):
+    run_id, _ = await exec_asked(operator, approver, node, "uname -r", "deny")
+    reply = await agent_reply(operator, run_id)
+    assert "denied" in reply.lower(), reply
+    assert node.exec.service.runs == 0
+    assert not [e for e in node.audit() if e.get("event") == "run"]
 
 
-async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(real_gateway, operator, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        marker = tmp_path / "must-not-exist"
-        try:
-            await operator.invoke(node.node_id, "system.run", {"command": ["/usr/bin/touch", str(marker)]},
-                                  timeout_ms=15_000)
-            raise AssertionError("an unapproved command ran")
-        except OperatorError as exc:
-            assert exc.code == "UNAVAILABLE" and exc.message.startswith("SYSTEM_RUN_DENIED: approval required")
-            assert exc.details["nodeError"]["code"] == "SYSTEM_RUN_DENIED"
-        assert not marker.exists() and node.exec.service.runs == 0
-        assert node.exec.handled >= 1 and not node.exec._unhandled  # exec.denied was accepted
-        assert node.exec.service.denials[-1].reason == "approval-required"
-        node.agent.request_stop()
+async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(operator, node, tmp_path):
+    marker = tmp_path / "must-not-exist"
+    with pytest.raises(OperatorError) as caught:
+        await operator.invoke(node.node_id, "system.run", {"command": ["/usr/bin/touch", str(marker)]},
+                              timeout_ms=15_000)
+    assert caught.value.code == "UNAVAILABLE"
+    assert caught.value.message.startswith("SYSTEM_RUN_DENIED: approval required")
+    assert caught.value.details["nodeError"]["code"] == "SYSTEM_RUN_DENIED"
+    assert not marker.exists() and node.exec.service.runs == 0
+    assert node.exec.handled >= 1 and not node.exec._unhandled  # exec.denied was accepted
+    assert node.exec.service.denials[-1].reason == "approval-required"
 
 
-async def test_an_allowlisted_absolute_path_runs_without_asking(
-        real_gateway, operator, approver, tmp_path):
-    async with trio.open_nursery() as nursery:
-        node = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
-        snap = await operator.call("exec.approvals.node.get", {"nodeId": node.node_id})
-        await operator.call("exec.approvals.node.set", {
-            "nodeId": node.node_id, "baseHash": snap["hash"],
-            "file": {"version": 1, "defaults": snap["file"]["defaults"],
-                     "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/uname"}]}}}})
-        reply = await agent_reply(operator, await agent_exec(operator, "/usr/bin/uname -s"))
-        assert "Linux" in reply, reply
-        assert node.exec.service.runs == 1
-        assert not [e for e in approver.events if e.name == "exec.approval.requested"
-                    and for_node(node.node_id)(e.payload)]
-        runs = [e for e in node.audit() if e.get("event") == "run"]
-        assert runs[-1]["reason"] == "allowlist"
-        node.agent.request_stop()
+async def test_an_allowlisted_absolute_path_runs_without_asking(operator, approver, node):
+    snap = await operator.call("exec.approvals.node.get", {"nodeId": node.node_id})
+    await operator.call("exec.approvals.node.set", {
+        "nodeId": node.node_id, "baseHash": snap["hash"],
+        "file": {"version": 1, "defaults": snap["file"]["defaults"],
+                 "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/uname"}]}}}})
+    reply = await agent_reply(operator, await agent_exec(operator, "/usr/bin/uname -s"))
+    assert "Linux" in reply, reply
+    assert node.exec.service.runs == 1
+    assert not [e for e in approver.events if e.name == "exec.approval.requested"
+                and for_node(node.node_id)(e.payload)]
+    runs = [e for e in node.audit() if e.get("event") == "run"]
+    assert runs[-1]["reason"] == "allowlist"

@@ -178,23 +178,22 @@ def _base(body: dict[str, Any]) -> dict[str, Any]:
 _USAGE = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
 
 
+def _message(turn: dict[str, Any], *, streamed: bool) -> tuple[dict[str, Any], str]:
+    """The assistant message (or stream delta) for a scripted turn, and its finish reason."""
+    if "tool" not in turn:
+        return {"role": "assistant", "content": turn["text"]}, "stop"
+    call: dict[str, Any] = {
+        "id": f"call_{uuid.uuid4().hex[:8]}",
+        "type": "function",
+        "function": {"name": turn["tool"], "arguments": json.dumps(turn["arguments"])},
+    }
+    if streamed:
+        return {"role": "assistant", "tool_calls": [{"index": 0, **call}]}, "tool_calls"
+    return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+
+
 def _completion(body: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
-    if "tool" in turn:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": f"call_{uuid.uuid4().hex[:8]}",
-                    "type": "function",
-                    "function": {"name": turn["tool"], "arguments": json.dumps(turn["arguments"])},
-                }
-            ],
-        }
-        finish = "tool_calls"
-    else:
-        message = {"role": "assistant", "content": turn["text"]}
-        finish = "stop"
+    message, finish = _message(turn, streamed=False)
     return {
         **_base(body),
         "object": "chat.completion",
@@ -205,22 +204,7 @@ def _completion(body: dict[str, Any], turn: dict[str, Any]) -> dict[str, Any]:
 
 def _chunks(body: dict[str, Any], turn: dict[str, Any]) -> list[dict[str, Any]]:
     base = {**_base(body), "object": "chat.completion.chunk"}
-    if "tool" in turn:
-        delta: dict[str, Any] = {
-            "role": "assistant",
-            "tool_calls": [
-                {
-                    "index": 0,
-                    "id": f"call_{uuid.uuid4().hex[:8]}",
-                    "type": "function",
-                    "function": {"name": turn["tool"], "arguments": json.dumps(turn["arguments"])},
-                }
-            ],
-        }
-        finish = "tool_calls"
-    else:
-        delta = {"role": "assistant", "content": turn["text"]}
-        finish = "stop"
+    delta, finish = _message(turn, streamed=True)
     return [
         {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
