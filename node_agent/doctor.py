@@ -122,8 +122,8 @@ async def run_checks(load_config: Callable[[], Config], options: DoctorOptions =
     checks.append(await check_audio(voice, probe=options.probe_audio, timeout=options.audio_timeout))
     checks.append(await trio.to_thread.run_sync(check_wake_models, voice, status))
     checks.append(check_speech(config.adapter if config is not None else None))
-    if config is not None:
-        checks.append(await trio.to_thread.run_sync(check_exec, config.state_dir))
+    checks.append(await trio.to_thread.run_sync(check_exec, config.state_dir) if config is not None
+                  else skip("exec approvals", "needs a configuration that loads"))
     checks.append(await check_service(options.unit_files))
     return checks
 

@@ -36,7 +36,7 @@ from node_agent.service.systemd import render_unit
 
 TIMEOUT = 10.0
 NAMES = ["config", "state dir", "secret store", "identity", "gateway", "tls", "pairing", "audio", "wake word",
-         "speech", "service"]
+         "speech", "exec approvals", "service"]
 needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                            reason="systemd-analyze not installed")
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
