@@ -277,10 +277,18 @@ class ExecService:
         req_ask = params.get("ask") if params.get("ask") in ("off", "on-miss", "always") else None
         bind = (req_security is None or req_ask is None or min_security(policy.security, req_security) != "full"
                 or max_ask(policy.ask, req_ask) != "off")
-        cwd_check = _canonical_cwd(self._cwd(_opt_str(params, "cwd")))
-        if isinstance(cwd_check, str):
-            raise _invalid(cwd_check)
-        cwd = cwd_check.path
+        requested = self._cwd(_opt_str(params, "cwd"))
+        if bind:
+            # A plan a person will approve names a canonical directory (no symlink components),
+            # whose identity the run checks again; otherwise the real path is enough.
+            cwd_check = _canonical_cwd(requested)
+            if isinstance(cwd_check, str):
+                raise _invalid(cwd_check)
+            cwd = cwd_check.path
+        elif os.path.isdir(requested):
+            cwd = os.path.realpath(requested)
+        else:
+            raise _invalid("SYSTEM_RUN_DENIED: working directory does not exist or is inaccessible")
         env = self.child_env(overrides, shell_wrapper=command.shell_payload is not None)
         argv = list(command.argv)
         if bind and command.shell_payload is None:
