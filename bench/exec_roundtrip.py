@@ -35,13 +35,16 @@ async def set_policy(op: Any, node_id: str) -> None:
 async def ready(op: Any, node_id: str, command: str, params: dict[str, Any]) -> None:
     import trio
 
-    with trio.fail_after(60):
+    last: Exception | None = None
+    with trio.move_on_after(60):
         while True:
             try:
                 await op.invoke(node_id, command, params, timeout_ms=10000)
                 return
-            except Exception:
+            except Exception as exc:  # the approval may still be on its way: retry
+                last = exc
                 await trio.sleep(0.25)
+    raise RuntimeError(f"{command} on {node_id[:12]} never succeeded: {last}")
 
 
 async def part1(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +64,9 @@ async def part1(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
             try:
                 ours_id = await C.pair_once(op, lambda: ours.proc.poll() is None, "bench-exec-ours")
                 peer_id = await C.pair_once(op, lambda: peer.proc.poll() is None, "bench-exec-peer", timeout=240)
-                run = {"command": ["true"]}
+                # agentId: the node host cannot record an allowlist hit without one ("approval state
+                # could not be persisted"), so both get the same, as the gateway's exec tool sends.
+                run = {"command": ["true"], "agentId": "main"}
                 for node_id in (ours_id, peer_id):
                     await ready(op, node_id, "system.which", {"bins": ["true"]})
                     await set_policy(op, node_id)
