@@ -106,14 +106,15 @@ async def part2(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     from node_agent.agent.commands import builtin_registry
     from node_agent.agent.status import StatusBoard
+    from node_agent.config.exec import ExecSettings
     from node_agent.exec.extension import ExecExtension, build_service
     from tests.interop.helpers import build_agent, open_fds, pair, start_agent, trio_tasks
     from tests.support.operator import Operator
 
     with C.workdir("bench-exec-leak-") as work:
         status = StatusBoard(None)
-        ext = ExecExtension(build_service(work, base_env=lambda: {"PATH": "/usr/bin:/bin"}, default_cwd=str(work)),
-                            status)
+        ext = ExecExtension(build_service(work, base_env=lambda: {"PATH": "/usr/bin:/bin"},
+                                          settings=ExecSettings(cwd=str(work))), status)
         ext.prepare_store()
         registry = builtin_registry()
         ext.register(registry)

@@ -122,27 +122,14 @@ async def run_checks(load_config: Callable[[], Config], options: DoctorOptions =
     checks.append(await check_audio(voice, probe=options.probe_audio, timeout=options.audio_timeout))
     checks.append(await trio.to_thread.run_sync(check_wake_models, voice, status))
     checks.append(check_speech(config.adapter if config is not None else None))
-    checks.append(await trio.to_thread.run_sync(check_exec, config.state_dir) if config is not None
-                  else skip("exec approvals", "needs a configuration that loads"))
+    if config is not None:
+        from .exec.doctor import check_exec
+
+        checks.append(await trio.to_thread.run_sync(check_exec, config))
+    else:
+        checks.append(skip("exec approvals", "needs a configuration that loads"))
     checks.append(await check_service(options.unit_files))
     return checks
-
-
-def check_exec(state_dir: Path) -> Check:
-    """The exec approvals document: in force (and which policy), or why every command is denied."""
-    from .exec.document import resolve
-    from .exec.store import FILE_NAME, ApprovalsStore
-
-    name = "exec approvals"
-    snap = ApprovalsStore(state_dir / FILE_NAME).read()
-    if not snap.usable:
-        return fail(name, snap.problem or "unusable", f"fix or remove {snap.path} (chmod 600, valid JSON), or "
-                    "replace it with `openclaw approvals set --node <id>`")
-    policy = resolve(snap.file, None).defaults
-    entries = sum(len(agent.get("allowlist", [])) for agent in (snap.file.get("agents") or {}).values())
-    where = str(snap.path) if snap.exists else f"{snap.path} (not written yet)"
-    return ok(name, f"{where}: security={policy.security} ask={policy.ask} askFallback={policy.ask_fallback}, "
-                    f"{entries} allowlist entr{'y' if entries == 1 else 'ies'}")
 
 
 def _voice_table(voice: Any) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """What the agent is doing right now, for people and supervisors: one typed model, one writer.
 
 :class:`AgentStatus` is the whole picture (connection state, pairing, the operator link, voice,
-refused events); ``status.json`` in the state directory is its serialization (camelCase keys),
+running commands, refused events); ``status.json`` in the state directory is its serialization (camelCase keys),
 and :func:`read_status` reads it back through the same model, so ``node-agent status``,
 ``doctor`` and the ``pair`` screen see exactly the fields the daemon wrote, typed.
 
 Each section has one owner that publishes it through :meth:`StatusBoard.update`: the node link
 owns the connection fields, the operator link its :class:`LinkStatus`, the voice extension its
-:class:`VoiceStatus`. The board is the only thing that writes the file.
+:class:`VoiceStatus`, the exec room its :class:`ExecStatus`. The board is the only thing that
+writes the file.
 
 Invariants:
 
@@ -121,6 +122,31 @@ class VoiceStatus:
 
 
 @attrs.frozen(kw_only=True)
+class ExecDenial:
+    """One command this node refused to run (published by the exec room)."""
+
+    at_ms: int
+    command: str
+    reason: str
+    agent_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExecStatus:
+    """Running commands for the agent (the exec room): the policy in force and recent denials.
+    ``problem`` is set while the approvals document is unusable (then every command is denied)."""
+
+    approvals_path: str
+    security: str
+    ask: str
+    ask_fallback: str
+    allowlist_entries: int = 0
+    problem: str | None = None
+    runs: int = 0
+    last_denials: tuple[ExecDenial, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
 class EventRefusal:
     """A ``node.event`` the gateway answered ``handled: false`` (or refused): which, why, how often."""
 
@@ -157,6 +183,7 @@ class AgentStatus:
     voice_wake_triggers: tuple[str, ...] | None = None
     voice: VoiceStatus | None = None
     operator_link: LinkStatus | None = None
+    exec: ExecStatus | None = None
     refused_events: tuple[EventRefusal, ...] = ()
     #: Set by :func:`read_status` only: the process that wrote the file is gone.
     stale: bool = False

@@ -41,6 +41,7 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
     common(deny)
     deny.add_argument("pattern", metavar="PATTERN")
     deny.add_argument("--agent", metavar="ID", default="*", help="agent id (default: *)")
+    parser.set_defaults(func=run)
     return parser
 
 

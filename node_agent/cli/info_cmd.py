@@ -12,7 +12,7 @@ from ..identity import IDENTITY_FILE, read_record
 from .options import config_from_args
 
 if TYPE_CHECKING:
-    from ..agent.status import AgentStatus
+    from ..agent.status import AgentStatus, ExecStatus
 
 
 def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -38,19 +38,34 @@ def status(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     record = read_record(config.state_dir)
     current = read_status(config.state_dir)
+    exec_policy = _exec_policy(config.state_dir)
     if args.json:
         data = to_json(current) if current is not None else {"state": "never run"}
         data.setdefault("gateway", public_url(config.gateway_url))
         if record is not None and not data.get("deviceId"):
             data["deviceId"] = record.device_id
         data["stateDir"] = str(config.state_dir)
+        if exec_policy is not None:
+            data["execPolicy"] = exec_policy
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
-    print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None), end="")
+    print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None,
+                        exec_policy=exec_policy), end="")
     return 0
 
 
-def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str | None) -> str:
+def _exec_policy(state_dir) -> dict | None:
+    """The exec approvals policy in force, read from the document itself (None if never written):
+    a person editing it sees the change here at once, whether the daemon runs or not."""
+    from ..exec.store import FILE_NAME, ApprovalsStore
+    from .exec_cmd import policy_report
+
+    snap = ApprovalsStore(state_dir / FILE_NAME).read()
+    return policy_report(snap, None) if snap.exists else None
+
+
+def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str | None,
+                  exec_policy: dict | None = None) -> str:
     """The ``status`` screen, as a person reads it."""
     from ..agent.status import LinkState, Surface
 
@@ -59,6 +74,7 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
         lines.append("state:     never run")
         lines.append(f"gateway:   {public_url(gateway)}")
         lines.append(f"device id: {device_id or '(no identity yet)'}")
+        lines += _exec_lines(exec_policy, None)
         return "\n".join(lines) + "\n"
     lines.append(f"state:     {current.state.value}{' (stale status file)' if current.stale else ''}")
     lines.append(f"gateway:   {current.gateway or public_url(gateway)}"
@@ -83,6 +99,7 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
     if current.voice is not None:
         lines.append(f"voice:     mode {current.voice.mode}; unsupported triggers: "
                      f"{', '.join(current.voice.unsupported_triggers) or 'none'}")
+    lines += _exec_lines(exec_policy, current.exec)
     for refusal in current.refused_events:
         lines.append(f"refused:   node.event {refusal.event} ({refusal.reason}) x{refusal.count}")
     if current.token_save_error:
@@ -92,6 +109,22 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
     if current.hint:
         lines.append(f"to fix:    {current.hint}")
     return "\n".join(lines) + "\n"
+
+
+def _exec_lines(policy: dict | None, section: "ExecStatus | None") -> list[str]:
+    if policy is None:
+        return []
+    lines = []
+    d = policy["defaults"]
+    if policy.get("problem"):
+        lines.append(f"exec:      NOT IN FORCE, every command denied: {policy['problem']}")
+    else:
+        entries = sum(len(a["allowlist"]) for a in policy["agents"].values())
+        lines.append(f"exec:      security={d['security']} ask={d['ask']} askFallback={d['askFallback']}, "
+                     f"{entries} allowlist entries (node-agent exec policy)")
+    for denial in (section.last_denials if section is not None else ())[-3:]:
+        lines.append(f"  denied:  {denial.command} ({denial.reason})")
+    return lines
 
 
 def identity(args: argparse.Namespace) -> int:

@@ -112,12 +112,16 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         # `pair` declares the same commands `run` will: a wider surface later would make the
         # gateway ask a person to approve the node's commands a second time.
         voice.register(registry)
+    exec_ext = _exec_extension(config, adapter, status)
+    if exec_ext is not None:
+        exec_ext.register(registry)  # declared by `pair` too: the same surface, approved once
+        exec_ext.prepare_store()
     if pair_mode:
         voice = None  # ...but it does not open the microphone or listen
     link = _operator_link(config, voice, store, identity, record, status) if voice is not None else None
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
                   registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, notices=out,
-                  extensions=[ext for ext in (voice, link) if ext is not None] or None)
+                  extensions=[ext for ext in (voice, link, exec_ext) if ext is not None] or None)
     if pair_mode and out is not None:
         out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
             f"  device id: {identity.fingerprint} ({identity.device_id})\n"
@@ -153,6 +157,19 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     if pair_mode and out is not None and code == EXIT_OK and status.current.surface is Surface.APPROVED:
         out("paired: this device is an approved node. Start the service or run `node-agent run`.")
     return code
+
+
+def _exec_extension(config: Config, adapter, status):
+    """``system.run`` and friends when ``[exec]`` (or the adapter's default) says so."""
+    if not config.exec.active_for(adapter.name):
+        return None
+    import os
+
+    from ..childenv import without_secrets
+    from ..exec.extension import ExecExtension, build_service
+
+    service = build_service(config.state_dir, base_env=lambda: without_secrets(os.environ), settings=config.exec)
+    return ExecExtension(service, status)
 
 
 def _voice_extension(config: Config, adapter, status):

@@ -24,7 +24,7 @@ Example ``config.toml``::
     backend = "auto"               # auto | keyring | file | memory
 
 Each section other than the flat ones above is a typed settings class of its own module in
-this package (``[voice]``: :mod:`.voice`), validated as strictly.
+this package (``[voice]``: :mod:`.voice`; ``[exec]``: :mod:`.exec`), validated as strictly.
 
 Import rule: this package imports only ``errors`` and ``secret`` (no Trio, no voice, no
 transport): every command, ``node-agent identity`` included, loads it.
@@ -44,6 +44,7 @@ import attrs
 
 from ..errors import ConfigError
 from ..secret import Secret
+from .exec import ExecSettings
 from .voice import VoiceSettings
 
 DEFAULT_GATEWAY_URL = "ws://127.0.0.1:18789"
@@ -91,6 +92,7 @@ class Config:
     ping_timeout: float = 10.0
     log_level: str = "info"
     voice: VoiceSettings = attrs.field(factory=VoiceSettings)
+    exec: ExecSettings = attrs.field(factory=ExecSettings)
 
 
 def default_state_dir() -> Path:
@@ -197,10 +199,15 @@ def read_toml(path: Path) -> tuple[dict[str, Any], VoiceSettings | None]:
                 raise ConfigError(f"{path}: [voice] must be a table")
             voice = VoiceSettings.from_table(table, where=str(path))
             continue
+        if section == "exec":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [exec] must be a table")
+            settings["exec"] = ExecSettings.from_table(table, where=str(path))
+            continue
         schema = _SCHEMA.get(section)
         if schema is None:
             raise ConfigError(f"{path}: unknown section [{_shown(section)}] "
-                              f"(known: {', '.join([*_SCHEMA, 'voice'])})")
+                              f"(known: {', '.join([*_SCHEMA, 'voice', 'exec'])})")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
         for key, value in table.items():

@@ -1,72 +1,79 @@
 """Plugs the exec room into the agent: declares the five commands, sends their events on the
-connection the invoke came in on, and keeps ``status`` and the audit log current.
+invoke's own connection, and keeps the ``exec`` section of ``status`` current.
 
 Thin on purpose: everything that decides or runs lives in :mod:`node_agent.exec.service`.
-Cancellation needs no code here: ``node.invoke.cancel`` and a lost connection cancel the
-handler's task, and the runner kills the process group on the way out.
-
-A ``node.event`` the gateway answers with ``handled: false`` (an exec event it did not match
-to an in-flight run) is logged once per (event, reason) and counted in ``status``.
+Cancellation needs no code here: ``node.invoke.cancel``, the deadline and a lost connection
+cancel the handler's task, and the runner ends the process group on the way out. A
+``node.event`` the gateway answers ``handled: false`` is logged once and counted in ``status``
+by the connection itself; the replies are also kept here (``replies``) for ``status`` and tests.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
+
+import attrs
+import trio
 
 from ..agent.commands import CommandContext, CommandRegistry
-from ..agent.connection import Connection
-from ..agent.status import StatusBoard
-from ..audit import FILE_NAME as AUDIT_FILE
-from ..audit import AuditLog
-from ..protocol import Event, HelloOk
+from ..agent.status import ExecDenial, ExecStatus, StatusBoard
+from ..audit import AUDIT_FILE, AuditLog
+from ..config.exec import ExecSettings
+from ..errors import NodeAgentError
+from .document import resolve
 from .service import ExecService
-from .store import FILE_NAME, ApprovalsStore
+from .store import FILE_NAME, ApprovalsStore, Snapshot
 
 log = logging.getLogger("node_agent.exec")
 
 COMMANDS = ("system.run", "system.run.prepare", "system.which", "system.execApprovals.get",
             "system.execApprovals.set")
-#: Adapters that offer commands unless configured otherwise (a Pi is a voice node first).
-ENABLED_BY_DEFAULT = frozenset({"linux", "macos", "windows"})
 
 
-def build_service(state_dir: Path, *, base_env: Any, default_cwd: str | None = None) -> ExecService:
+def build_service(state_dir: Path, *, base_env: Callable[[], Mapping[str, str]],
+                  settings: ExecSettings = ExecSettings()) -> ExecService:
     store = ApprovalsStore(state_dir / FILE_NAME)
-    return ExecService(store, base_env=base_env, default_cwd=default_cwd, audit=AuditLog(state_dir / AUDIT_FILE))
+    audit = AuditLog(state_dir / AUDIT_FILE, max_bytes=settings.audit_max_bytes)
+    return ExecService(store, base_env=base_env, default_cwd=settings.cwd, audit=audit)
+
+
+@attrs.frozen
+class EventReply:
+    event: str
+    handled: bool | None
+    reason: str | None
 
 
 class ExecExtension:
     def __init__(self, service: ExecService, status: StatusBoard) -> None:
         self.service = service
         self.status = status
-        self._conn: Connection | None = None
-        self._unhandled: dict[tuple[str, str], int] = {}
-        self.handled = 0
+        self.replies: list[EventReply] = []
 
     def __repr__(self) -> str:
-        return f"<ExecExtension {self.service!r} connected={self._conn is not None}>"
+        return f"<ExecExtension {self.service!r}>"
 
     def prepare_store(self) -> None:
-        """Write the unconfigured document if there is none (so the gateway sees the policy)."""
+        """Write the unconfigured document if there is none, so the gateway sees the policy."""
         try:
             snap = self.service.store.ensure()
-        except Exception as exc:  # a read-only state dir: the defaults still apply in memory
-            log.warning("could not write %s: %s", self.service.store.path, exc)
-            return
+        except NodeAgentError as exc:  # a read-only state dir: the defaults still apply in memory
+            log.warning("%s", exc.message)
+            snap = self.service.store.read()
         if not snap.usable:
             log.error("%s", snap.problem)
-        self._publish(snap.problem)
+        self._publish(snap)
 
     def register(self, registry: CommandRegistry) -> None:
         svc = self.service
 
         async def run(params: dict[str, Any], ctx: CommandContext) -> Any:
             try:
-                return await svc.run(params, self._emit)
+                return await svc.run(params, lambda event, payload: self._emit(ctx, event, payload))
             finally:
-                self._publish()
+                await self._refresh()
 
         async def prepare(params: dict[str, Any], ctx: CommandContext) -> Any:
             return await svc.prepare(params)
@@ -81,49 +88,45 @@ class ExecExtension:
             try:
                 return await svc.approvals_set(params)
             finally:
-                self._publish()
+                await self._refresh()
 
         for name, handler in zip(COMMANDS, (run, prepare, which, approvals_get, approvals_set)):
             registry.register(name, handler, cap="system")
 
-    async def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        conn = self._conn
-        if conn is None:
+    async def _emit(self, ctx: CommandContext, event: str, payload: dict[str, Any]) -> None:
+        if ctx.node_event is None:
             return
         try:
-            reply = await conn.node_event(event, payload)
-        except Exception as exc:  # an event is a report; a failure to send must not fail the run
-            log.info("could not send %s: %s", event, exc)
+            reply = await ctx.node_event(event, payload)
+        except NodeAgentError as exc:  # an event is a report: failing to send it must not fail the run
+            log.info("could not send %s: %s", event, exc.message)
+            self.replies.append(EventReply(event, False, "not sent"))
             return
-        handled = reply.get("handled") if isinstance(reply, dict) else None
-        if handled is False:
-            key = (event, str(reply.get("reason")))
-            if key not in self._unhandled:
-                log.warning("gateway did not handle %s (%s)", event, key[1])
-            self._unhandled[key] = self._unhandled.get(key, 0) + 1
-        else:
-            self.handled += 1
+        self.replies.append(EventReply(event, reply.handled, reply.reason))
+        del self.replies[:-50]
 
-    def _publish(self, problem: str | None = None) -> None:
+    async def _refresh(self) -> None:
+        # Also after a cancelled run: the denial or the run count must still reach ``status``.
+        with trio.CancelScope(shield=True):
+            self._publish(await self.service.snapshot())
+
+    def _publish(self, snap: Snapshot) -> None:
         svc = self.service
-        self.status.update(exec={
-            "enabled": True,
-            "approvalsPath": str(svc.store.path),
-            "problem": problem,
-            "runs": svc.runs,
-            "eventsHandled": self.handled,
-            "eventsUnhandled": [{"event": e, "reason": r, "count": n} for (e, r), n in self._unhandled.items()],
-            "lastDenials": [{"atMs": d.at_ms, "command": d.command, "reason": d.reason, "agentId": d.agent_id}
-                            for d in svc.denials[-5:]],
-        })
+        defaults = resolve(snap.file, None).defaults
+        self.status.update(exec=ExecStatus(
+            approvals_path=str(svc.store.path), security=defaults.security, ask=defaults.ask,
+            ask_fallback=defaults.ask_fallback, problem=snap.problem, runs=svc.runs,
+            allowlist_entries=sum(len(a.get("allowlist", [])) for a in (snap.file.get("agents") or {}).values()),
+            last_denials=tuple(ExecDenial(at_ms=d.at_ms, command=d.command, reason=d.reason, agent_id=d.agent_id)
+                               for d in svc.denials[-5:])))
 
-    # -- AgentExtension hooks -----------------------------------------------------------------
+    # -- AgentExtension hooks (the events come with each invoke's context instead) -------------
 
-    async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
-        self._conn = conn
+    async def on_ready(self, conn: Any, hello: Any) -> None:
+        return None
 
-    async def on_event(self, conn: Connection, event: Event) -> None:
+    async def on_event(self, conn: Any, event: Any) -> None:
         return None
 
     async def on_disconnected(self) -> None:
-        self._conn = None
+        return None

@@ -38,12 +38,20 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from ..errors import InvokeError
+from ..childenv import without_secrets
+from ..errors import InvokeError, NodeAgentError
 from . import envpolicy
 from .command import Command, CommandError, is_login_shell, parse_command
 from .decision import decide, max_ask, min_security
-from .document import (FAIL_CLOSED, Resolved, add_allowlist_entries, normalize_snapshot, policy_snapshot,
-                       resolve, snapshot_is_current)
+from .document import (
+    FAIL_CLOSED,
+    Resolved,
+    add_allowlist_entries,
+    normalize_snapshot,
+    policy_snapshot,
+    resolve,
+    snapshot_is_current,
+)
 from .matcher import allow_always_coverage, evaluate, has_exact_command_approval, resolve_executable
 from .runner import RunResult, run_command
 from .store import ApprovalsConflict, ApprovalsInvalid, ApprovalsStore, ApprovalsWriteError, Snapshot
@@ -52,17 +60,17 @@ log = logging.getLogger(__name__)
 
 OUTPUT_EVENT_TAIL = 20_000
 _LOGIN_PATH_TTL_S = 60.0
-# Belt and braces: the base environment (childenv) never carries these, and a command never will.
-_AGENT_SECRETS = frozenset({"OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD", "NODE_AGENT_TOKEN_FILE"})
 Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 class AuditSink(Protocol):
-    def record(self, entry: Mapping[str, Any]) -> None: ...
+    """Where runs and denials are recorded (``node_agent.audit.AuditLog`` in production)."""
+
+    async def append(self, kind: str, **fields: Any) -> None: ...
 
 
 class _NoAudit:
-    def record(self, entry: Mapping[str, Any]) -> None:
+    async def append(self, kind: str, **fields: Any) -> None:
         pass
 
 
@@ -183,7 +191,7 @@ class ExecService:
 
     def child_env(self, overrides: Mapping[str, str] | None, *, shell_wrapper: bool) -> dict[str, str]:
         """The environment a command gets: the filtered inherited one plus accepted overrides."""
-        env = envpolicy.filter_inherited({k: v for k, v in self._base_env().items() if k.upper() not in _AGENT_SECRETS})
+        env = envpolicy.filter_inherited(without_secrets(self._base_env()))
         accepted = envpolicy.check_overrides(overrides).accepted
         env.update(envpolicy.for_shell_wrapper(accepted) if shell_wrapper else accepted)
         return env
@@ -204,12 +212,11 @@ class ExecService:
             cached = self._login_paths[shell] = (now, path)
         return {**env, "PATH": cached[1]}
 
-    def _audit_entry(self, **fields: Any) -> None:
-        entry = {"time": self._clock_ms(), "type": "exec", **{k: v for k, v in fields.items() if v is not None}}
+    async def _audit_entry(self, kind: str, **fields: Any) -> None:
         try:
-            self._audit.record(entry)
-        except OSError as exc:  # a full disk must not turn a denial into a crash
-            log.warning("could not write the exec audit log: %s", exc)
+            await self._audit.append(kind, **{k: v for k, v in fields.items() if v is not None})
+        except NodeAgentError as exc:  # a full disk must not turn a denial into a crash
+            log.warning("could not write the exec audit log: %s", exc.message)
 
     # -- system.execApprovals.get / set ---------------------------------------------------------
 
@@ -242,7 +249,7 @@ class ExecService:
             raise _invalid(exc.message) from None
         except ApprovalsWriteError as exc:
             raise InvokeError("UNAVAILABLE", exc.message) from None
-        self._audit_entry(event="approvals.set", hash=snap.hash)
+        await self._audit_entry("exec.approvals.set", hash=snap.hash)
         return self._approvals_payload(snap)
 
     # -- system.which ----------------------------------------------------------------------------
@@ -343,9 +350,9 @@ class ExecService:
         async def deny(reason: str, message: str) -> None:
             await emit("exec.denied", {**base, "reason": reason, "suppressNotifyOnExit": suppress})
             self._remember_denial(command.text, reason, agent_id)
-            self._audit_entry(event="denied", runId=run_id, agentId=agent_id, sessionKey=requested_session,
-                              argv=list(command.argv), cwd=requested_cwd, decision="deny", reason=reason,
-                              message=message)
+            await self._audit_entry("exec.denied", runId=run_id, agentId=agent_id, sessionKey=requested_session,
+                                    argv=list(command.argv), cwd=requested_cwd, decision="deny", reason=reason,
+                                    message=message)
             raise InvokeError("SYSTEM_RUN_DENIED", message.removeprefix("SYSTEM_RUN_DENIED: "))
 
         plan = None
@@ -426,13 +433,13 @@ class ExecService:
         if result.exit_code is not None:
             finished["exitCode"] = result.exit_code
         await emit("exec.finished", finished)
-        self._audit_entry(event="run", runId=run_id, agentId=agent_id, sessionKey=requested_session,
-                          argv=list(command.argv), cwd=cwd, decision="allow",
-                          reason="approved" if decision.by_approval else
-                          ("allowlist" if decision.security == "allowlist" else "security=full"),
-                          approvalDecision=decision_param, exitCode=result.exit_code, timedOut=result.timed_out,
-                          durationMs=result.duration_ms, stdoutBytes=result.stdout_bytes,
-                          stderrBytes=result.stderr_bytes, error=result.error)
+        await self._audit_entry("exec.run", runId=run_id, agentId=agent_id, sessionKey=requested_session,
+                                argv=list(command.argv), cwd=cwd, decision="allow",
+                                reason="approved" if decision.by_approval else
+                                ("allowlist" if decision.security == "allowlist" else "security=full"),
+                                approvalDecision=decision_param, exitCode=result.exit_code,
+                                timedOut=result.timed_out, durationMs=result.duration_ms,
+                                stdoutBytes=result.stdout_bytes, stderrBytes=result.stderr_bytes, error=result.error)
         return result.payload()
 
     async def _persist_allow_always(self, command: Command, agent_id: str | None, cwd: str,

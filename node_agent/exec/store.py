@@ -34,8 +34,8 @@ from typing import Any
 
 import attrs
 
+from ..atomic import atomic_write
 from ..errors import LocalError, Retry
-from ..secrets._atomic import atomic_write
 from .document import DocumentError, empty_document, fail_closed_document, parse_document
 from .jsjson import approvals_hash, missing_hash, serialize
 

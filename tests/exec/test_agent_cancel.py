@@ -10,15 +10,17 @@ import trio
 
 from node_agent.agent.commands import builtin_registry
 from node_agent.agent.status import StatusBoard
+from node_agent.config.exec import ExecSettings
 from node_agent.exec.extension import ExecExtension, build_service
 from tests.exec.test_runner import alive, wait_for_pid_file
+from tests.support.agents import connected
 from tests.support.fake_openclaw import FakeGateway
-from tests.test_agent import connected
 
 
 def exec_registry(tmp_path: Path):
+    settings = ExecSettings(cwd=str(tmp_path))
     ext = ExecExtension(build_service(tmp_path / "exec", base_env=lambda: {"PATH": "/usr/bin:/bin"},
-                                      default_cwd=str(tmp_path)), StatusBoard(None))
+                                      settings=settings), StatusBoard(None))
     (tmp_path / "exec").mkdir()
     ext.service.store.set({"version": 1, "defaults": {"security": "full", "ask": "off"}}, None)
     registry = builtin_registry()

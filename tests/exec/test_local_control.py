@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.audit import AuditLog
 from node_agent.cli import main
-from node_agent.doctor import Status, check_exec
+from node_agent.config import Config
+from node_agent.doctor import Status
+from node_agent.exec.doctor import check_exec
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -51,7 +52,7 @@ def test_an_unusable_document_is_reported_and_never_edited(tmp_path: Path, capsy
     code, _, err = run_cli(capsys, "exec", "allow", "/usr/bin/true", "--state-dir", str(tmp_path))
     assert code == 78 and "mode is 0644" in err
     assert doc.read_text() == '{"version": 1}'
-    check = check_exec(tmp_path)
+    check = check_exec(Config(state_dir=tmp_path))
     assert check.status is Status.FAIL and "chmod 600" in (check.fix or "")
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(tmp_path))
     assert "exec:      NOT IN FORCE" in out
@@ -59,63 +60,71 @@ def test_an_unusable_document_is_reported_and_never_edited(tmp_path: Path, capsy
 
 def test_doctor_and_status_show_the_policy_in_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_cli(capsys, "exec", "allow", "/usr/bin/true", "--state-dir", str(tmp_path))
-    check = check_exec(tmp_path)
+    check = check_exec(Config(state_dir=tmp_path))
     assert check.status is Status.OK and "security=allowlist ask=on-miss" in check.detail
     assert "1 allowlist entry" in check.detail
-    (tmp_path / "status.json").write_text(json.dumps({"state": "connected", "exec": {"lastDenials": [
-        {"command": "rm -rf /", "reason": "approval-required"}]}}))
+    (tmp_path / "status.json").write_text(json.dumps({"state": "connected", "exec": {
+        "approvalsPath": "x", "security": "allowlist", "ask": "on-miss", "askFallback": "deny",
+        "lastDenials": [{"atMs": 1, "command": "rm -rf /", "reason": "approval-required"}]}}))
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(tmp_path))
     assert "security=allowlist ask=on-miss askFallback=deny, 1 allowlist entries" in out
     assert "denied:  rm -rf / (approval-required)" in out
 
 
-def test_the_audit_log_is_0600_json_lines_and_rotates_by_size(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=300)
-    for i in range(10):
-        log.record({"event": "run", "i": i, "argv": ["echo", "é"]})
-    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
-    rotated = tmp_path / "audit.jsonl.1"
-    assert rotated.exists() and log.path.stat().st_size <= 300
-    lines = [json.loads(line) for line in rotated.read_text().splitlines() + log.path.read_text().splitlines()]
-    assert [entry["i"] for entry in lines] == sorted(entry["i"] for entry in lines)
-    assert log.tail(1)[0]["i"] == 9
-    log.path.chmod(0o644)
-    log.record({"event": "run"})
-    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
-
-
-async def test_the_extension_declares_five_system_commands_and_logs_an_unhandled_event_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from node_agent.agent.commands import CommandRegistry
+async def test_the_extension_declares_five_system_commands_and_keeps_the_gateways_replies(tmp_path: Path) -> None:
+    from node_agent.agent.commands import CommandContext, CommandRegistry
     from node_agent.agent.status import StatusBoard
     from node_agent.exec.extension import COMMANDS, ExecExtension, build_service
+    from node_agent.protocol.replies import NodeEventReply
 
-    class Conn:
-        async def node_event(self, event: str, payload: dict) -> dict:
-            return {"ok": True, "event": event, "handled": False, "reason": "unmatched_exec_event"}
+    sent: list[tuple[str, dict]] = []
+
+    async def node_event(event: str, payload: dict) -> NodeEventReply:
+        sent.append((event, payload))
+        return NodeEventReply(event=event, handled=False, reason="unmatched_exec_event")
 
     status = StatusBoard(None)
     ext = ExecExtension(build_service(tmp_path, base_env=lambda: {"PATH": "/usr/bin:/bin"}), status)
     ext.prepare_store()
+    assert status.current.exec is not None and status.current.exec.ask == "on-miss"
     registry = CommandRegistry()
     ext.register(registry)
     assert set(registry.commands) == set(COMMANDS) and registry.caps == ("system",)
-    await ext.on_ready(Conn(), None)  # type: ignore[arg-type]
-    for _ in range(3):
-        await ext._emit("exec.finished", {"runId": "r"})
-    assert [r.message for r in caplog.records if "did not handle" in r.message] == \
-        ["gateway did not handle exec.finished (unmatched_exec_event)"]
-    ext._publish()
-    assert status.get("exec")["eventsUnhandled"] == [{"event": "exec.finished", "reason": "unmatched_exec_event",
-                                                      "count": 3}]
+    ctx = CommandContext(adapter=None, device_id="d", display_name="n", started_at=0.0,  # type: ignore[arg-type]
+                         status=lambda: status.current, node_event=node_event)
+    command = registry.get("system.run")
+    assert command is not None
+    with pytest.raises(Exception):
+        await command.handler({"command": ["uname"], "runId": "r"}, ctx)
+    assert [e for e, _ in sent] == ["exec.denied"]
+    assert ext.replies[-1].handled is False and ext.replies[-1].reason == "unmatched_exec_event"
+    assert status.current.exec.last_denials[-1].reason == "approval-required"
 
 
-def test_exec_is_on_for_desktop_adapters_and_off_on_a_pi(tmp_path: Path) -> None:
+def test_exec_is_on_for_desktop_adapters_and_off_on_a_pi_unless_configured(tmp_path: Path) -> None:
     from node_agent.adapters import select_adapter
     from node_agent.agent.status import StatusBoard
     from node_agent.cli.run_cmd import _exec_extension
-    from node_agent.config import Config
+    from node_agent.config.exec import ExecSettings
 
     config = Config(state_dir=tmp_path)
     assert _exec_extension(config, select_adapter("linux"), StatusBoard(None)) is not None
     assert _exec_extension(config, select_adapter("pi"), StatusBoard(None)) is None
+    on = Config(state_dir=tmp_path, exec=ExecSettings(enabled=True))
+    assert _exec_extension(on, select_adapter("pi"), StatusBoard(None)) is not None
+    off = Config(state_dir=tmp_path, exec=ExecSettings(enabled=False))
+    assert _exec_extension(off, select_adapter("linux"), StatusBoard(None)) is None
+
+
+def test_the_exec_table_is_strict(tmp_path: Path) -> None:
+    from node_agent.config import load_config
+    from node_agent.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text('[exec]\nenabled = true\ncwd = "/srv"\n')
+    assert load_config(config_file=path, env={}).exec.cwd == "/srv"
+    for bad, message in (("enable = true", "unknown key exec.enable"), ('cwd = "rel"', "absolute path"),
+                         ("enabled = 1", "true or false"), ("audit_max_bytes = 10", "4096 or more")):
+        path.write_text(f"[exec]\n{bad}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(config_file=path, env={})

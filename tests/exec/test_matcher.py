@@ -10,8 +10,14 @@ import pytest
 from node_agent.exec.command import parse_command, split_segments
 from node_agent.exec.document import AllowlistEntry
 from node_agent.exec.jsregex import UnsupportedPattern, compile_js
-from node_agent.exec.matcher import (allow_always_coverage, arg_pattern_matches, cwd_bound_hash, evaluate,
-                                     glob_matches, resolve_executable)
+from node_agent.exec.matcher import (
+    allow_always_coverage,
+    arg_pattern_matches,
+    cwd_bound_hash,
+    evaluate,
+    glob_matches,
+    resolve_executable,
+)
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ class Audit:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
 
-    def record(self, entry: dict[str, Any]) -> None:
-        self.entries.append(dict(entry))
+    async def append(self, kind: str, **fields: Any) -> None:
+        self.entries.append({"kind": kind, **fields})
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.exec.document import (DocumentError, parse_document, policy_snapshot, resolve,
-                                      snapshot_is_current)
+from node_agent.exec.document import DocumentError, parse_document, policy_snapshot, resolve, snapshot_is_current
 from node_agent.exec.jsjson import approvals_hash, missing_hash
 from node_agent.exec.store import ApprovalsConflict, ApprovalsInvalid, ApprovalsStore
 

@@ -11,6 +11,10 @@ Invariants:
   kills it at exit, or when pytest dies).
 - The session gateway has ``autoApproveLocal`` off, so devices go through real pairing. A test
   that restarts or kills it must leave it running (``real_gateway.restart()``) for later tests.
+- It also knows one offline model, ``mock/scripted`` (``tests/support/mock_model.py`` on
+  127.0.0.1), and sends agent ``exec`` calls to nodes (``tools.exec.host = node``): that is how
+  the exec tests drive ``system.run`` through the gateway's own approval logic. Nothing else
+  starts agent runs, so the other tests see no difference.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent_process import LOG_FILES
+from tests.support.mock_model import MockModel
 from tests.support.operator import Operator
 from tests.support.real_gateway import (
     NETNS_HINT,
@@ -57,11 +62,20 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 @pytest.fixture(scope="session")
-def real_gateway() -> Iterator[RealGateway]:
+def mock_model() -> Iterator[MockModel]:
+    """The scripted model the session gateway's agent runs talk to."""
+    with MockModel() as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def real_gateway(mock_model: MockModel) -> Iterator[RealGateway]:
     """The session's real OpenClaw gateway (running, ready, autoApproveLocal off)."""
     if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
         pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
-    gateway = RealGateway()
+    config = mock_model.provider_config()
+    config["tools"] = {"exec": {"host": "node"}}
+    gateway = RealGateway(extra_config=config)
     try:
         check_isolated()
         gateway.check_install()

@@ -23,7 +23,8 @@ import pytest
 import trio
 
 from node_agent.agent.commands import builtin_registry
-from node_agent.agent.status import StatusBoard
+from node_agent.agent.status import StatusBoard, Surface
+from node_agent.config.exec import ExecSettings
 from node_agent.exec.extension import ExecExtension, build_service
 from tests.interop.helpers import approve_device, build_agent, pending_node_request, poll, start_agent
 from tests.support.operator import Operator, OperatorError
@@ -51,7 +52,8 @@ class ExecNode:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         self.status = StatusBoard(None)
-        self.exec = ExecExtension(build_service(state_dir, base_env=lambda: ENV, default_cwd="/tmp"), self.status)
+        self.exec = ExecExtension(build_service(state_dir, base_env=lambda: ENV, settings=ExecSettings(cwd="/tmp")),
+                                  self.status)
         self.exec.prepare_store()
         registry = builtin_registry()
         self.exec.register(registry)
@@ -62,9 +64,14 @@ class ExecNode:
     def node_id(self) -> str:
         return self.agent.identity.device_id
 
-    def audit(self) -> list[dict[str, Any]]:
+    def audit(self, kind: str) -> list[dict[str, Any]]:
         path = self.state_dir / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return [r for r in records if r.get("kind") == kind]
+
+    def handled(self, event: str) -> list[bool | None]:
+        """What the gateway answered for each ``event`` this node sent (``handled``)."""
+        return [reply.handled for reply in self.exec.replies if reply.event == event]
 
 
 async def start_exec_node(nursery: trio.Nursery, gateway: RealGateway, operator: Operator,
@@ -76,7 +83,7 @@ async def start_exec_node(nursery: trio.Nursery, gateway: RealGateway, operator:
     request_id = await poll(lambda: pending_node_request(operator, node.node_id), "pending node request")
     # The person at the gateway approves the node's commands with the CLI the agent told them about.
     await cli(gateway, "nodes", "approve", request_id, "--json")
-    await running.wait(lambda: node.status.get("surface") == "approved", "surface approved", 60)
+    await running.wait(lambda: node.status.current.surface is Surface.APPROVED, "surface approved", 60)
     return node
 
 
@@ -152,8 +159,8 @@ async def test_a_command_missing_the_allowlist_is_approved_by_a_person_then_runs
     reply = await agent_reply(operator, run_id)
     assert "Linux" in reply, reply
     assert node.exec.service.runs == 1
-    assert node.exec.handled >= 2 and not node.exec._unhandled  # exec.started + exec.finished handled
-    runs = [e for e in node.audit() if e.get("event") == "run"]
+    assert node.handled("exec.started") == [True] and node.handled("exec.finished") == [True]
+    runs = node.audit("exec.run")
     assert runs[-1]["reason"] == "approved" and runs[-1]["argv"] == ["/bin/sh", "-lc", "uname -s"]
     assert runs[-1]["runId"] == request["id"]  # the gateway runs it under the approval's id
 
@@ -175,7 +182,7 @@ async def test_a_command_a_person_denies_never_reaches_the_node(operator, approv
     reply = await agent_reply(operator, run_id)
     assert "denied" in reply.lower(), reply
     assert node.exec.service.runs == 0
-    assert not [e for e in node.audit() if e.get("event") == "run"]
+    assert not node.audit("exec.run")
 
 
 async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(operator, node, tmp_path):
@@ -187,7 +194,8 @@ async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(op
     assert caught.value.message.startswith("SYSTEM_RUN_DENIED: approval required")
     assert caught.value.details["nodeError"]["code"] == "SYSTEM_RUN_DENIED"
     assert not marker.exists() and node.exec.service.runs == 0
-    assert node.exec.handled >= 1 and not node.exec._unhandled  # exec.denied was accepted
+    assert node.handled("exec.denied") == [True]  # the gateway matched it to the in-flight run
+    assert node.audit("exec.denied")[-1]["reason"] == "approval-required"
     assert node.exec.service.denials[-1].reason == "approval-required"
 
 
@@ -202,5 +210,4 @@ async def test_an_allowlisted_absolute_path_runs_without_asking(operator, approv
     assert node.exec.service.runs == 1
     assert not [e for e in approver.events if e.name == "exec.approval.requested"
                 and for_node(node.node_id)(e.payload)]
-    runs = [e for e in node.audit() if e.get("event") == "run"]
-    assert runs[-1]["reason"] == "allowlist"
+    assert node.audit("exec.run")[-1]["reason"] == "allowlist"
