@@ -4,7 +4,10 @@ process tree (grandchildren included), with the strict fake gateway and real pro
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -32,17 +35,24 @@ def sleeper(pid_file: Path) -> str:
     return json.dumps({"command": ["/bin/sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"], "runId": "r1"})
 
 
-async def test_node_invoke_cancel_kills_the_grandchild(tmp_path: Path) -> None:
+@asynccontextmanager
+async def running_sleeper(tmp_path: Path, invoke_id: str) -> AsyncIterator[tuple[Any, Any, Any, int]]:
+    """An agent on the fake gateway running ``sleep 60 &`` through ``system.run``; yields
+    (agent, connection, exec extension, the grandchild's pid) once the grandchild is alive."""
     registry, ext = exec_registry(tmp_path)
     pid_file = tmp_path / "pid"
-    gw = FakeGateway()
+    async with connected(FakeGateway(), tmp_path, registry=registry, extensions=[ext]) as (agent, conn):
+        await conn.send_event("node.invoke.request", {"id": invoke_id, "nodeId": agent.identity.device_id,
+                                                      "command": "system.run", "paramsJSON": sleeper(pid_file),
+                                                      "timeoutMs": 30000})
+        grandchild = await wait_for_pid_file(pid_file)
+        assert alive(grandchild)
+        yield agent, conn, ext, grandchild
+
+
+async def test_node_invoke_cancel_kills_the_grandchild(tmp_path: Path) -> None:
     with trio.fail_after(30):
-        async with connected(gw, tmp_path, registry=registry, extensions=[ext]) as (agent, conn):
-            await conn.send_event("node.invoke.request", {"id": "inv-1", "nodeId": agent.identity.device_id,
-                                                          "command": "system.run", "paramsJSON": sleeper(pid_file),
-                                                          "timeoutMs": 30000})
-            grandchild = await wait_for_pid_file(pid_file)
-            assert alive(grandchild)
+        async with running_sleeper(tmp_path, "inv-1") as (agent, conn, _ext, grandchild):
             await conn.send_event("node.invoke.cancel", {"invokeId": "inv-1", "nodeId": agent.identity.device_id})
             (result,) = await conn.wait_request("node.invoke.result")
             assert result["params"]["error"]["code"] == "CANCELLED"
@@ -50,15 +60,8 @@ async def test_node_invoke_cancel_kills_the_grandchild(tmp_path: Path) -> None:
 
 
 async def test_a_lost_connection_kills_the_grandchild(tmp_path: Path) -> None:
-    registry, ext = exec_registry(tmp_path)
-    pid_file = tmp_path / "pid"
-    gw = FakeGateway()
     with trio.fail_after(30):
-        async with connected(gw, tmp_path, registry=registry, extensions=[ext]) as (agent, conn):
-            await conn.send_event("node.invoke.request", {"id": "inv-2", "nodeId": agent.identity.device_id,
-                                                          "command": "system.run", "paramsJSON": sleeper(pid_file),
-                                                          "timeoutMs": 30000})
-            grandchild = await wait_for_pid_file(pid_file)
+        async with running_sleeper(tmp_path, "inv-2") as (_agent, conn, ext, grandchild):
             await conn.close(1006, "gone")
             while alive(grandchild):
                 await trio.sleep(0.01)
