@@ -69,9 +69,11 @@ class ExecNode:
         records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
         return [r for r in records if r.get("kind") == kind]
 
-    def handled(self, event: str) -> list[bool | None]:
-        """What the gateway answered for each ``event`` this node sent (``handled``)."""
-        return [reply.handled for reply in self.exec.replies if reply.event == event]
+    def accepted(self, event: str) -> list[bool]:
+        """For each ``event`` this node sent: did the gateway take it? It answers an exec event it
+        matched to the in-flight run with a bare ``{ok: true}`` and one it did not with
+        ``handled: false, reason: "unmatched_exec_event"`` (``server-methods/nodes.event.ts``)."""
+        return [reply.handled is not False for reply in self.exec.replies if reply.event == event]
 
 
 async def start_exec_node(nursery: trio.Nursery, gateway: RealGateway, operator: Operator,
@@ -93,7 +95,7 @@ async def node(real_gateway: RealGateway, operator: Operator, tmp_path: Path) ->
     async with trio.open_nursery() as nursery:
         started = await start_exec_node(nursery, real_gateway, operator, tmp_path / "state")
         yield started
-        started.agent.request_stop()
+        nursery.cancel_scope.cancel()
 
 
 async def agent_exec(operator: Operator, command: str) -> str:
@@ -159,7 +161,7 @@ async def test_a_command_missing_the_allowlist_is_approved_by_a_person_then_runs
     reply = await agent_reply(operator, run_id)
     assert "Linux" in reply, reply
     assert node.exec.service.runs == 1
-    assert node.handled("exec.started") == [True] and node.handled("exec.finished") == [True]
+    assert node.accepted("exec.started") == [True] and node.accepted("exec.finished") == [True]
     runs = node.audit("exec.run")
     assert runs[-1]["reason"] == "approved" and runs[-1]["argv"] == ["/bin/sh", "-lc", "uname -s"]
     assert runs[-1]["runId"] == request["id"]  # the gateway runs it under the approval's id
@@ -194,7 +196,7 @@ async def test_an_unapproved_run_is_answered_system_run_denied_and_never_runs(op
     assert caught.value.message.startswith("SYSTEM_RUN_DENIED: approval required")
     assert caught.value.details["nodeError"]["code"] == "SYSTEM_RUN_DENIED"
     assert not marker.exists() and node.exec.service.runs == 0
-    assert node.handled("exec.denied") == [True]  # the gateway matched it to the in-flight run
+    assert node.accepted("exec.denied") == [True]  # the gateway matched it to the in-flight run
     assert node.audit("exec.denied")[-1]["reason"] == "approval-required"
     assert node.exec.service.denials[-1].reason == "approval-required"
 
