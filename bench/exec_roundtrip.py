@@ -108,7 +108,7 @@ async def part2(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
     from node_agent.agent.status import StatusBoard
     from node_agent.config.exec import ExecSettings
     from node_agent.exec.extension import ExecExtension, build_service
-    from tests.interop.helpers import build_agent, open_fds, pair, start_agent, trio_tasks
+    from tests.interop.helpers import approve_surface, build_agent, open_fds, start_agent, trio_tasks
     from tests.support.operator import Operator
 
     with C.workdir("bench-exec-leak-") as work:
@@ -122,7 +122,8 @@ async def part2(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
                             display_name="bench-exec-leak")
         async with Operator.connect(gw.url, gw.token) as op, trio.open_nursery() as nursery:
             running = await start_agent(nursery, agent)
-            await pair(op, running)
+            await running.wait_connected(60)  # autoApproveLocal: the device is approved silently
+            await approve_surface(op, running, 60)
             node_id = agent.identity.device_id
             await set_policy(op, node_id)
             params = {"command": ["/usr/bin/true"]}

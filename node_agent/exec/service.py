@@ -15,9 +15,10 @@ The order inside ``system.run`` is the node host's, and every early exit leaves 
    ``INVALID_REQUEST``: the agent reads only ``SYSTEM_RUN_DENIED`` as "denied, not run");
 4. the cwd (and, for a pinned executable, its real path) must be unchanged;
 5. the decision table (``decision.py``) decides; a denial sends ``exec.denied`` and is audited;
-6. "allow always" persists its entries, the cwd is checked once more, ``exec.started`` goes out,
-   the command runs, ``exec.finished`` goes out *before* the result (the gateway accepts exec
-   events only while the run is in flight), and the run is audited.
+6. "allow always" persists its entries, the cwd is checked once more, the command runs
+   (``exec.started`` goes out if it is still running after a second), ``exec.finished`` goes out
+   *before* the result (the gateway accepts exec events only while the run is in flight), and
+   the run is audited.
 
 An unusable approvals document resolves to ``security: deny``: nothing runs, and the denial
 says why.
@@ -59,6 +60,8 @@ from .store import ApprovalsConflict, ApprovalsInvalid, ApprovalsStore, Approval
 log = logging.getLogger(__name__)
 
 OUTPUT_EVENT_TAIL = 20_000
+#: How long a command runs before ``exec.started`` is sent (see ``_run_reporting_start``).
+STARTED_NOTICE_S = 1.0
 _LOGIN_PATH_TTL_S = 60.0
 Emit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -156,7 +159,7 @@ class ExecService:
     def __init__(self, store: ApprovalsStore, *, base_env: Callable[[], Mapping[str, str]],
                  default_cwd: str | None = None, audit: AuditSink | None = None,
                  clock_ms: Callable[[], int] | None = None, run: Callable[..., Awaitable[RunResult]] = run_command,
-                 max_denials: int = 10) -> None:
+                 max_denials: int = 10, started_notice_s: float = STARTED_NOTICE_S) -> None:
         self.store = store
         self._base_env = base_env
         self._default_cwd = default_cwd
@@ -164,6 +167,7 @@ class ExecService:
         self._clock_ms = clock_ms or _wall_ms
         self._run = run
         self._max_denials = max_denials
+        self._started_notice_s = started_notice_s
         self.denials: list[Denial] = []
         self.runs = 0
         self._login_paths: dict[str, tuple[float, str]] = {}
@@ -423,10 +427,10 @@ class ExecService:
         if cwd_check is not None and not _same_dir(cwd_check):
             await deny("approval-required", "SYSTEM_RUN_DENIED: approval cwd changed before execution")
 
-        await emit("exec.started", {**base, "suppressNotifyOnExit": suppress})
         self.runs += 1
-        result = await self._run(list(command.argv), cwd=cwd, env=env, executable=executable,
-                                 timeout_ms=int(timeout_ms) if timeout_ms else None)
+        result = await self._run_reporting_start(
+            emit, {**base, "suppressNotifyOnExit": suppress}, list(command.argv), cwd=cwd, env=env,
+            executable=executable, timeout_ms=int(timeout_ms) if timeout_ms else None)
         combined = "\n".join(part for part in (result.stdout, result.stderr, result.error or "") if part)
         finished = {**base, "timedOut": result.timed_out, "success": result.success,
                     "output": tail_text(combined), "suppressNotifyOnExit": suppress}
@@ -441,6 +445,27 @@ class ExecService:
                                 timedOut=result.timed_out, durationMs=result.duration_ms,
                                 stdoutBytes=result.stdout_bytes, stderrBytes=result.stderr_bytes, error=result.error)
         return result.payload()
+
+    async def _run_reporting_start(self, emit: Emit, started: dict[str, Any], argv: list[str],
+                                   **options: Any) -> RunResult:
+        """Run the command; if it is still running after :data:`STARTED_NOTICE_S`, send
+        ``exec.started`` meanwhile. A quick command (most are) costs no extra round trip to the
+        gateway, which would otherwise post "Exec started" to the session right before
+        "Exec finished"; a long one is reported while it runs."""
+        result: list[RunResult] = []
+        async with trio.open_nursery() as nursery:
+            async def run() -> None:
+                result.append(await self._run(argv, **options))
+                nursery.cancel_scope.cancel()  # the notice is moot now
+
+            async def notice() -> None:
+                await trio.sleep(self._started_notice_s)
+                with trio.CancelScope(shield=True):  # once begun, the event is sent whole
+                    await emit("exec.started", started)
+
+            nursery.start_soon(run)
+            nursery.start_soon(notice)
+        return result[0]
 
     async def _persist_allow_always(self, command: Command, agent_id: str | None, cwd: str,
                                     env: Mapping[str, str]) -> None:

@@ -175,8 +175,8 @@ async def test_an_allowlisted_chain_runs_and_reports_started_then_finished(svc: 
                             "sessionKey": "s", "agentId": "main"}, emit)
     assert result == {"exitCode": 0, "timedOut": False, "success": True, "stdout": "tool:a\nb\n", "stderr": "",
                       "error": None}
-    assert emit.names == ["exec.started", "exec.finished"]
-    assert emit.events[1][1] == {"sessionKey": "s", "runId": "r2", "host": "node",
+    assert emit.names == ["exec.finished"]  # quick: no "started" notice
+    assert emit.events[0][1] == {"sessionKey": "s", "runId": "r2", "host": "node",
                                  "command": '/bin/sh -c "tool a && /usr/bin/echo b"', "timedOut": False,
                                  "success": True, "output": "tool:a\nb", "suppressNotifyOnExit": False,
                                  "exitCode": 0}
@@ -186,6 +186,17 @@ async def test_a_chain_with_one_unlisted_segment_is_not_covered(svc: ExecService
     await allow(svc, "tool", ask="off", security="allowlist")
     error = await denied(svc.run({"command": ["/bin/sh", "-c", "tool a; uname"], "agentId": "main"}))
     assert error.message == "allowlist miss"
+
+
+async def test_a_long_command_is_reported_started_while_it_runs(svc: ExecService) -> None:
+    await allow(svc, "*")
+    svc._started_notice_s = 0.05
+    emit = Recorder()
+    with trio.fail_after(20):
+        await svc.run({"command": ["sleep", "0.5"], "agentId": "main", "runId": "long"}, emit)
+    assert emit.names == ["exec.started", "exec.finished"]
+    assert emit.events[0][1] == {"sessionKey": "node", "runId": "long", "host": "node", "command": "sleep 0.5",
+                                 "suppressNotifyOnExit": False}
 
 
 async def test_the_child_environment_is_filtered_and_never_carries_the_gateway_token(svc: ExecService) -> None:
@@ -235,7 +246,7 @@ async def test_an_approved_run_with_the_prepared_plan_runs(svc: ExecService) -> 
     plan = (await prepare(svc, ["/bin/sh", "-c", "tool y"], "tool y"))["plan"]
     emit = Recorder()
     result = await svc.run(approved_params(plan), emit)
-    assert result["stdout"] == "tool:y\n" and emit.names == ["exec.started", "exec.finished"]
+    assert result["stdout"] == "tool:y\n" and emit.names == ["exec.finished"]
     assert svc._audit.entries[-1]["reason"] == "approved"  # type: ignore[attr-defined]
 
 
