@@ -8,10 +8,28 @@ Layers, each importable without the ones above it:
   allowlist covers it, which environment it may get, and whether it may run (pure);
 - ``store``: the document on disk (blocking, fail-closed);
 - ``runner``: one process group, run to the end (Trio);
-- ``service``: the five ``system.*`` commands on top of all of it.
+- ``service``: the five ``system.*`` commands on top of all of it;
+- ``extension``, ``doctor``: the glue to the agent and to ``node-agent doctor``.
+
+Import rule: importing this package imports nothing; ``store``, ``document`` and the pure
+modules import neither Trio nor the agent, so ``node-agent status`` and ``node-agent exec
+policy`` stay light. Only ``runner``, ``service`` and ``extension`` import Trio.
 """
 
-from .service import Denial, ExecService
-from .store import ApprovalsStore, Snapshot
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["ApprovalsStore", "Denial", "ExecService", "Snapshot"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ExecService", "Denial"):
+        from . import service
+
+        return getattr(service, name)
+    if name in ("ApprovalsStore", "Snapshot"):
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(name)

@@ -83,3 +83,11 @@ def test_loading_a_config_with_a_voice_section_imports_neither_voice_nor_trio(tm
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
                          timeout=60)
     assert heavy_in(set(json.loads(out.stdout))) == []
+
+
+def test_the_exec_policy_command_stays_light(tmp_path: Path) -> None:
+    """``node-agent exec policy`` reads one JSON file; it must not pay for Trio or the agent."""
+    code, modules = imported_by(["exec", "policy"], tmp_path)
+    assert code == 0
+    assert heavy_in(modules) == []
+    assert "node_agent.exec.service" not in modules
