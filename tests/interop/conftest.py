@@ -75,7 +75,8 @@ def real_gateway(mock_model: MockModel) -> Iterator[RealGateway]:
         pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
     config = mock_model.provider_config()
     config["tools"] = {"exec": {"host": "node"}}
-    gateway = RealGateway(extra_config=config)
+    # 180 s: on a loaded 2-core machine the listener has been seen to take over 60 s to open.
+    gateway = RealGateway(extra_config=config, start_timeout=180)
     try:
         check_isolated()
         gateway.check_install()
