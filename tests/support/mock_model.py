@@ -11,7 +11,8 @@ The script, read from the newest user message that carries one:
 
 - ``EXEC<<command>>`` -> one tool call ``exec`` with ``{"command": command}``;
 - once a tool result follows that message -> a final answer ``TOOL RESULT: <result text>``;
-- no instruction -> a final answer ``OK``.
+- no instruction -> an HTTP 400 error, so any other agent run on the session gateway (a voice
+  transcript, say) still ends in an error, as it did when the gateway had no model at all.
 
 Invariants: binds 127.0.0.1 only; stateless per request (the transcript the gateway sends is the
 state), so parallel agent runs cannot cross; every request body is kept in ``requests`` for
@@ -56,7 +57,7 @@ def decide(messages: list[dict[str, Any]]) -> dict[str, Any]:
         if results:
             return {"text": f"TOOL RESULT: {_text_of(results[-1].get('content'))}"}
         return {"tool": "exec", "arguments": {"command": matches[-1]}}
-    return {"text": "OK"}
+    return {"error": "this scripted test model only follows EXEC<<command>> instructions"}
 
 
 class MockModel:
@@ -88,7 +89,9 @@ class MockModel:
                     self._json({"error": {"message": f"unsupported path {self.path}"}}, status=404)
                     return
                 turn = decide(list(body.get("messages") or []))
-                if body.get("stream"):
+                if "error" in turn:
+                    self._json({"error": {"message": turn["error"], "type": "invalid_request_error"}}, status=400)
+                elif body.get("stream"):
                     self._stream(body, turn)
                 else:
                     self._json(_completion(body, turn))
