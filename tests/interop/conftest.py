@@ -11,10 +11,6 @@ Invariants:
   kills it at exit, or when pytest dies).
 - The session gateway has ``autoApproveLocal`` off, so devices go through real pairing. A test
   that restarts or kills it must leave it running (``real_gateway.restart()``) for later tests.
-- It also knows one offline model, ``mock/scripted`` (``tests/support/mock_model.py`` on
-  127.0.0.1), and sends agent ``exec`` calls to nodes (``tools.exec.host = node``): that is how
-  the exec tests drive ``system.run`` through the gateway's own approval logic. Nothing else
-  starts agent runs, so the other tests see no difference.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent_process import LOG_FILES
-from tests.support.mock_model import MockModel
 from tests.support.operator import Operator
 from tests.support.real_gateway import (
     NETNS_HINT,
@@ -62,21 +57,11 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 @pytest.fixture(scope="session")
-def mock_model() -> Iterator[MockModel]:
-    """The scripted model the session gateway's agent runs talk to."""
-    with MockModel() as model:
-        yield model
-
-
-@pytest.fixture(scope="session")
-def real_gateway(mock_model: MockModel) -> Iterator[RealGateway]:
+def real_gateway() -> Iterator[RealGateway]:
     """The session's real OpenClaw gateway (running, ready, autoApproveLocal off)."""
     if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
         pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
-    config = mock_model.provider_config()
-    config["tools"] = {"exec": {"host": "node"}}
-    # 180 s: on a loaded 2-core machine the listener has been seen to take over 60 s to open.
-    gateway = RealGateway(extra_config=config, start_timeout=180)
+    gateway = RealGateway()
     try:
         check_isolated()
         gateway.check_install()

@@ -2,8 +2,8 @@
 
 The agent runs in-process (so the tests can read its exec extension and audit log), wired as
 ``node-agent run`` wires it on Linux: exec on, the approvals document in its state directory.
-Commands reach it the way an agent's do: an agent run on the gateway (the scripted offline model
-of ``tests/support/mock_model.py``) calls the gateway's ``exec`` tool, which prepares the run on
+Commands reach it the way an agent's do: an agent run on this module's gateway (with the scripted
+offline model of ``tests/support/mock_model.py``) calls the gateway's ``exec`` tool, which prepares the run on
 the node, asks a person at an operator socket when the node's policy says so
 (``exec.approval.requested`` / ``exec.approval.resolve``), and only then sends ``system.run``
 carrying the approval. Nothing here calls the node around that logic, except the one test that
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,34 @@ from node_agent.agent.status import StatusBoard, Surface
 from node_agent.config.exec import ExecSettings
 from node_agent.exec.extension import ExecExtension, build_service
 from tests.interop.helpers import approve_device, build_agent, pending_node_request, poll, start_agent
+from tests.support.mock_model import MockModel
 from tests.support.operator import Operator, OperatorError
-from tests.support.real_gateway import RealGateway
+from tests.support.real_gateway import RealGateway, check_isolated
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+@pytest.fixture(scope="module")
+def real_gateway() -> Iterator[RealGateway]:
+    """This module's own real gateway: the session's, plus one offline model (``mock/scripted``,
+    tests/support/mock_model.py on 127.0.0.1) as its agents' default, and agent ``exec`` calls
+    sent to nodes (``tools.exec.host = node``). Kept apart so that no other test's agent run
+    meets a model (the voice tests expect a run with no model to fail)."""
+    if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
+        pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
+    check_isolated()
+    with MockModel() as model:
+        config = model.provider_config()
+        config["tools"] = {"exec": {"host": "node"}}
+        # 180 s: on a loaded 2-core machine the listener has been seen to take over 60 s to open.
+        with RealGateway(extra_config=config, start_timeout=180) as gateway:
+            yield gateway
+
+
+@pytest.fixture
+async def operator(real_gateway: RealGateway) -> AsyncIterator[Operator]:
+    async with Operator.connect(real_gateway.url, real_gateway.token) as op:
+        yield op
 
 
 @pytest.fixture
