@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ssl
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -134,10 +134,7 @@ async def open_transport(url: str, *, connect_timeout: float = 10.0, ca_file: st
     except BaseExceptionGroup as group:
         # trio-websocket's reader task raises into our nursery (an HTTP 503 while the gateway
         # restarts arrives as ConnectionRejected there), so library errors reach us as groups.
-        error = _translate_group(group, f"{host}:{port}")
-        if error is None:
-            raise
-        raise error from None
+        raise_translated(group, f"{host}:{port}")
 
 
 async def _connect(nursery: trio.Nursery, host: str, port: int, resource: str, ctx: ssl.SSLContext | None,
@@ -274,6 +271,21 @@ def _os_reason(exc: BaseException) -> str:
         return cause.strerror  # type: ignore[attr-defined,return-value]
     text = str(exc)
     return text if text and len(text) < 120 else type(exc).__name__
+
+
+def raise_translated(group: BaseExceptionGroup, where: str) -> NoReturn:
+    """Raise what the upper layers should see for a group out of the connection's nursery.
+
+    A cancellation (a stop) that meets the reader's echo of the closing socket (the pong bug,
+    a broken pipe) raises the cancellation alone: the cancel scope that asked for it absorbs it,
+    and the echo is noise. Library errors become ours; anything else passes unchanged."""
+    cancelled, rest = group.split(trio.Cancelled)
+    error = _translate_group(rest, where) if rest is not None else None
+    if cancelled is not None and (rest is None or error is not None):
+        raise cancelled
+    if error is None:
+        raise group
+    raise error from None
 
 
 def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:

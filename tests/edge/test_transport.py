@@ -73,3 +73,28 @@ def test_trio_websocket_pong_while_closing_bug_is_a_lost_connection_not_a_crash(
 
     group = ExceptionGroup("reader", [LocalProtocolError("Event Pong cannot be sent in state LOCAL_CLOSING")])
     assert isinstance(_translate_group(group, "127.0.0.1:1"), ConnectionLost)
+
+
+async def test_a_stop_that_meets_the_pong_bug_is_absorbed_by_the_stop_not_raised():
+    # Seen in interop: request_stop() while the gateway pinged; the reader's LocalProtocolError
+    # arrived in one group with the stop's Cancelled, and the group escaped the stop's scope.
+    from wsproto.utilities import LocalProtocolError
+
+    from node_agent.transport import raise_translated
+
+    with trio.CancelScope() as stop:
+        try:
+            async with trio.open_nursery() as nursery:
+                async def reader():
+                    try:
+                        await trio.sleep_forever()
+                    except trio.Cancelled:  # its clean-up answers a ping on a closing socket
+                        raise LocalProtocolError("Event Pong cannot be sent in state LOCAL_CLOSING") from None
+
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(reader)
+                await trio.sleep(0.5)
+                stop.cancel()
+        except BaseExceptionGroup as group:
+            raise_translated(group, "127.0.0.1:1")
+    assert stop.cancelled_caught
