@@ -224,7 +224,7 @@ class RealGateway:
         extra_allow_commands: Iterable[str] = (),
         token: str | None = None,
         install: Path | None = None,
-        start_timeout: float = 60.0,
+        start_timeout: float = 180.0,  # ~12 s on a quiet machine; minutes on a loaded 2-core one
         keep_run_dir: bool = False,
         extra_config: Mapping[str, Any] | None = None,
         extra_env: Mapping[str, str] | None = None,
