@@ -7,12 +7,14 @@ command does, ``node-agent identity`` included) must not import the voice room o
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from ..errors import ConfigError
 
 _MODES = ("disabled", "push-to-talk", "voice-wake", "always-on")
+_STT = ("pocketsphinx", "command", "none")
 
 
 @attrs.frozen(kw_only=True)
@@ -28,6 +30,23 @@ class VoiceSettings:
     threshold: float = 0.5
     refractory_seconds: float = 2.0
     stt_command: tuple[str, ...] = ()
+    #: "pocketsphinx" (the default), "wyoming://host:port", or "command" (``stt_command``; also
+    #: the default when only ``stt_command`` is set, as before), or "none".
+    stt: str | None = None
+    #: When a Wyoming server fails: transcribe with this local engine instead ("pocketsphinx",
+    #: "command", or none).
+    stt_fallback: str | None = None
+    stt_language: str | None = None
+    stt_timeout_seconds: float = 30.0
+    #: Spoken replies: "wyoming://host:10200" between the gateway's talk.speak and espeak-ng.
+    tts: str | None = None
+    tts_voice: str | None = None
+    output_device: str | None = None
+    #: Phrase -> "micro" or "openwakeword", for a phrase both engines ship.
+    wake_engines: dict[str, str] = attrs.field(factory=dict)
+    #: Experimental: pocketsphinx keyword spotting for triggers no model covers.
+    keyword_spotting: bool = False
+    keyword_threshold: float = 1e-20
     debug_dir: str | None = None
     session_key: str | None = None
     speak_replies: bool = False
@@ -40,6 +59,13 @@ class VoiceSettings:
     def active(self) -> bool:
         """Voice is on: ``enabled`` and a mode other than ``disabled``."""
         return self.enabled and self.mode != "disabled"
+
+    @property
+    def stt_engine(self) -> str:
+        """What ``stt`` means once defaults are applied."""
+        if self.stt is not None:
+            return self.stt
+        return "command" if self.stt_command else "pocketsphinx"
 
     @classmethod
     def from_table(cls, table: dict[str, Any], *, where: str | None = None) -> "VoiceSettings":
@@ -64,10 +90,34 @@ class VoiceSettings:
                 values[key] = tuple(values[key])
         if values.get("mode", "voice-wake") not in _MODES:
             raise ConfigError(f"voice.mode must be one of {', '.join(_MODES)}")
-        for key in ("enabled", "speak_replies", "operator_link"):
+        for key in ("stt", "stt_fallback", "stt_language", "tts", "tts_voice", "output_device"):
+            if key in values and values[key] is not None and not isinstance(values[key], str):
+                raise ConfigError(f"voice.{key} must be a string")
+        stt = values.get("stt")
+        if stt is not None and stt not in _STT and not stt.startswith("wyoming://"):
+            raise ConfigError(f"voice.stt must be one of {', '.join(_STT)} or wyoming://host:port, not {stt!r}")
+        if values.get("stt_fallback") not in (None, "pocketsphinx", "command"):
+            raise ConfigError("voice.stt_fallback must be \"pocketsphinx\" or \"command\"")
+        if (stt == "command" or values.get("stt_fallback") == "command") and not values.get("stt_command"):
+            raise ConfigError("voice.stt = \"command\" needs voice.stt_command")
+        tts = values.get("tts")
+        if tts is not None and not tts.startswith("wyoming://"):
+            raise ConfigError(f"voice.tts must be wyoming://host:port, not {tts!r}")
+        for key in ("stt", "tts"):
+            if isinstance(values.get(key), str) and values[key].startswith("wyoming://"):
+                try:
+                    parse_wyoming_uri(values[key], 1)
+                except ValueError as exc:
+                    raise ConfigError(f"voice.{key}: {exc}") from None
+        engines = values.get("wake_engines", {})
+        if not isinstance(engines, dict) or not all(
+                isinstance(k, str) and v in ("micro", "openwakeword") for k, v in engines.items()):
+            raise ConfigError("voice.wake_engines must map phrases to \"micro\" or \"openwakeword\"")
+        for key in ("enabled", "speak_replies", "operator_link", "keyword_spotting"):
             if key in values and not isinstance(values[key], bool):
                 raise ConfigError(f"voice.{key} must be true or false")
-        for key, (low, high) in (("threshold", (0.0, 1.0)), ("refractory_seconds", (0.0, 60.0))):
+        for key, (low, high) in (("threshold", (0.0, 1.0)), ("refractory_seconds", (0.0, 60.0)),
+                                 ("stt_timeout_seconds", (0.1, 600.0)), ("keyword_threshold", (0.0, 1.0))):
             if key not in values:
                 continue
             value = values[key]
@@ -81,3 +131,15 @@ class VoiceSettings:
         return cls(**values)
 
 
+def parse_wyoming_uri(uri: str, default_port: int) -> tuple[str, int]:
+    """``wyoming://host:port`` (or ``tcp://``) -> ``(host, port)``; a clear ValueError otherwise."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("wyoming", "tcp") or not parts.hostname:
+        raise ValueError(f"{uri!r} is not a Wyoming address (wyoming://host:port)")
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(f"{uri!r}: a Wyoming address is only wyoming://host:port")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError(f"{uri!r}: the port is not a number") from None
+    return parts.hostname, port

@@ -28,3 +28,9 @@ class STTError(VoiceError):
     """The speech-to-text engine failed or timed out for one utterance."""
 
     retry = Retry.TRANSIENT
+
+
+class TTSError(VoiceError):
+    """A text-to-speech backend failed for one reply; the next one in line is tried."""
+
+    retry = Retry.TRANSIENT

@@ -72,16 +72,12 @@ class VoiceExtension:
 
     def _build_pipeline(self) -> VoicePipeline:
         from .audio import PortAudioSource, WavFileSource
-        from .stt import CommandSTT
-        from .wake import WakeDetector
+        from .build import build_detector, build_stt
 
         s = self.settings
         source = WavFileSource(s.wav, realtime=True) if s.wav else PortAudioSource(device=s.device)
         return VoicePipeline(
-            source, on_transcript=self._on_transcript, mode=s.mode,
-            stt=CommandSTT(s.stt_command) if s.stt_command else None,
-            detector=WakeDetector(threshold=s.threshold, refractory_s=s.refractory_seconds,
-                                  custom_model_dir=s.custom_model_dir),
+            source, on_transcript=self._on_transcript, mode=s.mode, stt=build_stt(s), detector=build_detector(s),
             indicator=self.adapter.indicator, local_triggers=s.local_triggers, debug_dir=s.debug_dir)
 
     # -- the process-long part ----------------------------------------------------------------
@@ -90,6 +86,7 @@ class VoiceExtension:
         """Run the pipeline and keep ``status`` fresh. Start it in the process's root nursery."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._status_loop)
+            nursery.start_soon(self._preload)
             try:
                 await self.pipeline.run()
             finally:
@@ -98,6 +95,16 @@ class VoiceExtension:
                 # status loop.
                 self._publish()
             nursery.cancel_scope.cancel()
+
+    async def _preload(self) -> None:
+        """Load the local speech-to-text model now (pocketsphinx: ~0.7 s, seconds on a Pi), so the
+        first command is not slower than the rest."""
+        from .build import preload
+
+        try:
+            await preload(self.pipeline.stt)
+        except VoiceError as exc:
+            log.warning("speech to text unavailable: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
 
     async def _status_loop(self) -> None:
         while True:

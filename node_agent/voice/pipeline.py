@@ -15,11 +15,22 @@ one consumer:
   even while the previous utterance is still being transcribed;
 * else, in ``always-on`` mode, a capture that idles until the VAD hears speech.
 
-A finished capture is handed to a separate task: STT, then ``on_transcript``. The audio task
-never waits for STT or the network. The detector is reset after every wake and after every
-processed utterance, and all of this sits in ``try/finally`` blocks: whatever fails (STT, the
-callback, a feedback sound), the pipeline returns to idle -- the "stuck after the first wake"
-failure of other satellites cannot happen silently here.
+Speech to text *streams*: every capture has its own task that opens a transcription
+(:class:`~.stt.Transcription`) with the first chunk and feeds it each chunk as it is captured
+(in always-on mode, from the moment speech starts, pre-roll included), so a Wyoming server hears
+the command while it is spoken and pocketsphinx decodes as it goes; when the capture ends, that
+task asks for the text and calls ``on_transcript``. The audio task never waits for STT or the
+network: it hands chunks over through an unbounded channel (bounded in practice by the
+capture's maximum length). The audio streamed is exactly the utterance's audio. The detector is
+reset after every wake and after every processed utterance, and all of this sits in
+``try/finally`` blocks: whatever fails (STT, the callback, a feedback sound), the pipeline
+returns to idle -- the "stuck after the first wake" failure of other satellites cannot happen
+silently here.
+
+While the node speaks a reply (:meth:`VoicePipeline.speaking`), the microphone is muted for
+captures -- always-on mode does not capture the node's own voice -- but in voice-wake mode the
+wake detector keeps listening: a wake word during playback is a *barge-in*, which stops the
+reply (the callback given to ``speaking``) and starts a capture as usual.
 
 The microphone failing (busy, unplugged, silent) raises :class:`~.errors.AudioDeviceError`: the
 pipeline shows ``error``, backs off (1 s doubling to 30 s, reset after 30 s of healthy audio)
@@ -44,6 +55,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -58,7 +70,7 @@ from ..errors import GatewayError
 from .audio import AudioSource
 from .errors import AudioDeviceError, STTError, VoiceError, VoiceUnavailable
 from .ringbuffer import DebugRecorder, RingBuffer
-from .stt import SpeechToText
+from .stt import SpeechToText, Transcription, stt_status
 from .vad import EndReason, Utterance, UtteranceCapture, Vad
 from .wake import WakeDetection
 
@@ -142,6 +154,11 @@ class _Capture:
     machine: UtteranceCapture
     trigger: str | None = None
     muted: bool = False
+    #: To this capture's transcription task; closed when the capture ends or is dropped.
+    audio: trio.MemorySendChannel[bytes] | None = None
+    audio_sent: int = 0  # bytes of the machine's audio handed over so far
+    utterance: Utterance | None = None  # set when the capture ends (None: dropped)
+    ended: trio.Event = attrs.Factory(trio.Event)
     started: trio.Event = attrs.Factory(trio.Event)  # first audio fed, or failed
     error: BaseException | None = None
     done: trio.Event = attrs.Factory(trio.Event)  # result is final
@@ -207,6 +224,8 @@ class VoicePipeline:
         self._last_ptt: _Capture | None = None
         self._processing = 0
         self._muted = 0
+        self._speaking = 0
+        self._barge_in: list[Callable[[], None]] = []
         self._reset_detector = False
         self._kick = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -216,6 +235,7 @@ class VoicePipeline:
         self.wake_count = 0
         self.transcript_count = 0
         self.audio_restarts = 0
+        self.barge_ins = 0
         self.last_wake: dict[str, Any] | None = None
         self.last_result: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
@@ -341,6 +361,27 @@ class VoicePipeline:
             self._muted -= 1
             self._reset_detector = True
 
+    @asynccontextmanager
+    async def speaking(self, on_barge_in: Callable[[], None]) -> AsyncIterator[None]:
+        """While the node plays a reply: no capture starts from what the microphone hears, but a
+        wake word is a barge-in -- ``on_barge_in()`` is called (it should stop the playback) and
+        a capture starts. A capture already running is left alone (the reply path waits for
+        :meth:`quiet` first, so the node does not talk over a person)."""
+        self._speaking += 1
+        self._barge_in.append(on_barge_in)
+        try:
+            yield
+        finally:
+            self._speaking -= 1
+            self._barge_in.remove(on_barge_in)
+            self._reset_detector = True
+
+    async def quiet(self) -> None:
+        """Return once no utterance is being captured (push-to-talk included)."""
+        while self._capture is not None:
+            cap = self._capture
+            await cap.ended.wait()
+
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot for ``status``/``doctor`` (camelCase, like the agent's status)."""
         return {
@@ -349,6 +390,7 @@ class VoicePipeline:
             "device": getattr(self.source, "name", repr(self.source)),
             "audioOpen": self._audio_open,
             "activeTriggers": list(self.detector.active),
+            "wakeModels": dict(getattr(self.detector, "models", {})),
             "unsupportedTriggers": list(self.detector.unsupported),
             "supportedPhrases": list(getattr(self.detector, "supported_phrases", [])),
             "wakeCount": self.wake_count,
@@ -360,6 +402,9 @@ class VoicePipeline:
             "audioRestarts": self.audio_restarts,
             "droppedChunks": getattr(self.source, "dropped_chunks", 0),
             "stt": getattr(self.stt, "name", None),
+            "sttStatus": stt_status(self.stt),
+            "speaking": self._speaking > 0,
+            "bargeIns": self.barge_ins,
             "debugDir": str(self.recorder.directory) if self.recorder else None,
         }
 
@@ -457,7 +502,7 @@ class VoicePipeline:
 
     async def _on_chunk(self, chunk: bytes) -> None:
         cap = self._capture
-        if cap is None and self._muted == 0 and self.mode == Mode.ALWAYS_ON:
+        if cap is None and self._muted == 0 and self._speaking == 0 and self.mode == Mode.ALWAYS_ON:
             cap = self._begin("always-on", UtteranceCapture(
                 self._get_vad(), speech_threshold=self.settings.speech_threshold,
                 end_silence_s=self.settings.end_silence_s, no_speech_timeout_s=None, max_s=self.settings.max_s,
@@ -471,6 +516,7 @@ class VoicePipeline:
             finally:
                 cap.feeding = False
             cap.started.set()
+            self._hand_over(cap)
             if cap.end_requested is not None:
                 self._end(cap, cap.end_requested)
             elif end is not None and self._capture is cap:
@@ -481,7 +527,25 @@ class VoicePipeline:
         reset, self._reset_detector = self._reset_detector, False
         detections = await self._call(self._detect, chunk, reset)
         if detections and self._capture is None and self.mode == Mode.VOICE_WAKE and not self._muted:
+            if self._speaking:
+                self.barge_ins += 1
+                log.info("barge-in: %r during a spoken reply; stopping it", detections[0].trigger)
+                for stop in list(self._barge_in):
+                    stop()
             self._on_wake(detections[0])
+
+    def _hand_over(self, cap: _Capture) -> None:
+        """Give the capture's new audio to its transcription task (always-on: once speech has
+        started, beginning with the pre-roll the machine kept)."""
+        if cap.audio is None or (cap.kind == "always-on" and not cap.machine.speech_started):
+            return
+        new = cap.machine.pcm_from(cap.audio_sent)
+        if new:
+            cap.audio_sent += len(new)
+            try:
+                cap.audio.send_nowait(new)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
 
     def _detect(self, chunk: bytes, reset: bool) -> list[WakeDetection]:
         if reset:
@@ -490,9 +554,10 @@ class VoicePipeline:
 
     def _on_wake(self, detection: WakeDetection) -> None:
         self.wake_count += 1
-        self.last_wake = {"trigger": detection.trigger, "model": detection.model_id,
+        engine = getattr(detection, "engine", None)
+        self.last_wake = {"trigger": detection.trigger, "engine": engine, "model": detection.model_id,
                           "score": round(detection.score, 3), "at": self._wall()}
-        log.info("wake: %r (model %s, score %.3f)", detection.trigger, detection.model_id, detection.score)
+        log.info("wake: %r (%s model %s, score %.3f)", detection.trigger, engine, detection.model_id, detection.score)
         if self.recorder is not None:
             self._spawn(self._save_debug, "wake", self.ring.get(), f"{detection.model_id}-{detection.score:.2f}")
         self._reset_detector = True
@@ -522,6 +587,10 @@ class VoicePipeline:
         if old is not None:
             self._drop_capture(old, "cancelled")
         cap = _Capture(kind=kind, capture_id=str(uuid.uuid4()), machine=machine, trigger=trigger)
+        if self._nursery is not None:
+            send, recv = trio.open_memory_channel[bytes](math.inf)
+            cap.audio = send
+            self._nursery.start_soon(self._process, cap, recv)
         self._capture = cap
         if cap.is_ptt:
             self._last_ptt = cap
@@ -539,18 +608,24 @@ class VoicePipeline:
         if cap.feeding:
             cap.end_requested = reason  # finished by the audio task as soon as the feed returns
             return
-        utterance = cap.machine.finish(reason)
-        if self._nursery is None:
+        if cap.audio is None:  # the pipeline is not running
             cap.finish("cancelled")
+            cap.ended.set()
             return
+        cap.utterance = cap.machine.finish(reason)
+        self._hand_over(cap)
         self._processing += 1
-        self._nursery.start_soon(self._process, cap, utterance)
+        cap.audio.close()
+        cap.ended.set()
         self._indicate()
 
     def _drop_capture(self, cap: _Capture, status: str) -> None:
         if self._capture is cap:
             self._capture = None
         cap.finish(status)
+        if cap.audio is not None:
+            cap.audio.close()
+        cap.ended.set()
         if cap.is_ptt:
             cap.collected = status == "cancelled"
         self._indicate()
@@ -573,26 +648,49 @@ class VoicePipeline:
         cap.collected = True
         return dict(cap.result or {"captureId": cap.capture_id, "status": "error"})
 
-    async def _process(self, cap: _Capture, utterance: Utterance) -> None:
+    async def _process(self, cap: _Capture, audio: trio.MemoryReceiveChannel[bytes]) -> None:
+        """The capture's transcription: stream its audio while it is captured, then, once it
+        has ended, finish the transcript and deliver it. A dropped capture just closes it."""
+        stream: Transcription | None = None
+        error: STTError | None = None
         status, text = "error", None
         try:
             with trio.CancelScope() as scope:
                 cap.scope = scope
+                async with audio:
+                    async for chunk in audio:
+                        if self.stt is None or error is not None:
+                            continue
+                        try:
+                            if stream is None:
+                                stream = await self.stt.start()
+                            await stream.feed(chunk)
+                        except STTError as exc:
+                            error = exc
+                await cap.ended.wait()
+                utterance = cap.utterance
+                if utterance is None:  # dropped (cancelled, the microphone failed, a mode change)
+                    return
                 if cap.cancelled:
                     scope.cancel()
-                status, text = await self._transcribe_and_deliver(cap, utterance)
+                status, text = await self._transcribe_and_deliver(cap, utterance, stream, error)
             if scope.cancelled_caught or cap.cancelled:
                 status, text = "cancelled", None
         finally:
-            self._processing -= 1
-            self._reset_detector = True
-            result = cap.finish(status, text)
-            self.last_result = {"source": cap.kind, "status": status, "reason": utterance.reason.value,
-                                "audioS": round(utterance.duration_s, 2), "at": self._wall(),
-                                "captureId": result["captureId"]}
-            self._indicate()
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            if cap.utterance is not None:  # it ended (counted in _end): this task reports it
+                self._processing -= 1
+                self._reset_detector = True
+                result = cap.finish(status, text)
+                self.last_result = {"source": cap.kind, "status": status, "reason": cap.utterance.reason.value,
+                                    "audioS": round(cap.utterance.duration_s, 2), "at": self._wall(),
+                                    "captureId": result["captureId"]}
+                self._indicate()
 
-    async def _transcribe_and_deliver(self, cap: _Capture, utterance: Utterance) -> tuple[str, str | None]:
+    async def _transcribe_and_deliver(self, cap: _Capture, utterance: Utterance, stream: Transcription | None,
+                                      error: STTError | None) -> tuple[str, str | None]:
         if self.recorder is not None:
             self._spawn(self._save_debug, "utterance", utterance.pcm, f"{cap.kind}-{utterance.reason.value}")
         if not utterance.speech_started or utterance.reason == EndReason.NO_SPEECH:
@@ -603,7 +701,12 @@ class VoicePipeline:
                         cap.kind, utterance.duration_s)
             return "error", None
         try:
-            text = (await self.stt.transcribe(utterance.pcm)).strip()
+            if error is not None:
+                raise error
+            if stream is None:  # no audio reached the task (an always-on capture cut at once)
+                stream = await self.stt.start()
+                await stream.feed(utterance.pcm)
+            text = (await stream.finish()).strip()
         except STTError as exc:
             log.warning("speech-to-text failed: %s", exc.message)
             return "error", None

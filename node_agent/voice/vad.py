@@ -157,6 +157,10 @@ class UtteranceCapture:
                     self.ended = EndReason.SILENCE
         # between the two thresholds, once speaking: neither speech nor silence (hysteresis)
 
+    def pcm_from(self, offset: int) -> bytes:
+        """The audio kept so far, from byte ``offset`` on (what the transcription has not had yet)."""
+        return bytes(self._pcm[offset:])
+
     def finish(self, reason: EndReason | None = None) -> Utterance:
         """The captured audio; ``reason`` if it was ended from outside (stop, EOF)."""
         if self.ended is None:

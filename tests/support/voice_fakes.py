@@ -71,23 +71,50 @@ class FakeVad:
 
 
 class FakeSTT:
+    """A streaming engine double: records every chunk fed (with the virtual time it arrived) and,
+    at ``finish``, after ``delay``, answers with how much "speech" it was fed."""
+
     name = "fake"
 
-    def __init__(self, delay: float = 0.0, fail: bool = False, text: str | None = None):
+    def __init__(self, delay: float = 0.0, fail: bool = False, text: str | None = None, fail_start: bool = False):
         self.delay = delay
         self.fail = fail
+        self.fail_start = fail_start
         self.text = text
-        self.calls: list[bytes] = []
+        self.calls: list[bytes] = []  # the audio of each finished transcription
+        self.feeds: list[tuple[float, int]] = []  # (time, bytes) of every feed
+        self.starts: list[float] = []
+        self.closed = 0
 
-    async def transcribe(self, pcm: bytes, *, sample_rate: int = 16000) -> str:
-        self.calls.append(pcm)
-        await trio.sleep(self.delay)
-        if self.fail:
+    async def start(self, *, sample_rate: int = 16000):
+        self.starts.append(round(trio.current_time(), 3))
+        if self.fail_start:
+            raise STTError("server down")
+        return FakeStream(self)
+
+
+class FakeStream:
+    def __init__(self, owner: FakeSTT):
+        self.owner = owner
+        self.pcm = bytearray()
+
+    async def feed(self, pcm: bytes) -> None:
+        self.owner.feeds.append((round(trio.current_time(), 3), len(pcm)))
+        self.pcm += pcm
+
+    async def finish(self) -> str:
+        pcm = bytes(self.pcm)
+        self.owner.calls.append(pcm)
+        await trio.sleep(self.owner.delay)
+        if self.owner.fail:
             raise STTError("engine crashed")
-        if self.text is not None:
-            return self.text
+        if self.owner.text is not None:
+            return self.owner.text
         speech = sum(1 for i in range(0, len(pcm), 2) if struct.unpack_from("<h", pcm, i)[0] == SPEECH)
         return f"speech {speech / 16000:.2f}s of {len(pcm) / 32000:.2f}s"
+
+    async def aclose(self) -> None:
+        self.owner.closed += 1
 
 
 class CountingSource(BytesSource):

@@ -65,9 +65,9 @@ async def test_no_speech_after_wake_times_out_and_the_next_wake_still_works(auto
     results = []
     orig = p._process
 
-    async def spy(cap, utt):
-        await orig(cap, utt)
-        results.append((round(trio.current_time(), 3), cap.result["status"], utt.reason.value))
+    async def spy(cap, audio):
+        await orig(cap, audio)
+        results.append((round(trio.current_time(), 3), cap.result["status"], cap.utterance.reason.value))
 
     p._process = spy
     await p.run()
@@ -75,7 +75,8 @@ async def test_no_speech_after_wake_times_out_and_the_next_wake_still_works(auto
     # completes 5.0 s of audio, its 63rd (5.04 s): 0.48 + 5.04.
     assert results[0] == (5.52, "empty", "no_speech")
     assert results[1][1:] == ("queued", "silence")
-    assert len(stt.calls) == 1  # the empty capture never reached STT
+    assert len(stt.calls) == 1  # the empty capture was streamed but never asked for a transcript
+    assert len(stt.starts) == 2 and stt.closed == 2
     assert [tr.text for _, tr in got] == ["speech 0.48s of 1.52s"]
     assert p.wake_count == 2
 

