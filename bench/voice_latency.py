@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio  # noqa: E402
 
+from node_agent.config.voice import VoiceSettings  # noqa: E402
 from node_agent.voice import BytesSource, VoicePipeline  # noqa: E402
 from node_agent.voice.build import build_detector  # noqa: E402
-from node_agent.config.voice import VoiceSettings  # noqa: E402
 from node_agent.voice.stt_pocketsphinx import PocketsphinxSTT  # noqa: E402
 from node_agent.voice.stt_wyoming import WyomingSTT  # noqa: E402
 from tests.support import speech  # noqa: E402

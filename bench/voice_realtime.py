@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio  # noqa: E402
 
+from node_agent.config.voice import VoiceSettings  # noqa: E402
 from node_agent.voice import VoicePipeline  # noqa: E402
 from node_agent.voice.audio import CHUNK_SAMPLES  # noqa: E402
 from node_agent.voice.build import build_detector, build_stt, preload  # noqa: E402
-from node_agent.config.voice import VoiceSettings  # noqa: E402
 
 CGROUP = Path("/sys/fs/cgroup/cpu")
 CHUNK_BYTES = CHUNK_SAMPLES * 2

@@ -185,7 +185,6 @@ async def _run_test(wav: Path, triggers: list[str], settings: Any, engine: str) 
 
 async def _transcribe(pcm: bytes, triggers: list[str], settings: Any, engine: str) -> list[dict[str, Any]]:
     """The daemon's path over the file: wake -> capture until silence -> STT, in audio time."""
-    import trio
 
     from ..voice.audio import BytesSource
     from ..voice.build import build_detector, build_stt, preload

@@ -11,8 +11,8 @@ import importlib.util
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import VoiceUnavailable
 from ..config.voice import VoiceSettings
+from .errors import VoiceUnavailable
 
 #: What the ``voice`` extra brings, by import name -> distribution.
 VOICE_EXTRA = {"numpy": "numpy", "sounddevice": "sounddevice", "pymicro_wakeword": "pymicro-wakeword",

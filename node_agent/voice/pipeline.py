@@ -22,7 +22,7 @@ the command while it is spoken and pocketsphinx decodes as it goes; when the cap
 task asks for the text and calls ``on_transcript``. The audio task never waits for STT or the
 network: it hands chunks over through an unbounded channel (bounded in practice by the
 capture's maximum length). The audio streamed is exactly the utterance's audio. The detector is
-reset after every wake and after every processed utterance, and all of this sits in
+reset after every wake and when every capture ends, and all of this sits in
 ``try/finally`` blocks: whatever fails (STT, the callback, a feedback sound), the pipeline
 returns to idle -- the "stuck after the first wake" failure of other satellites cannot happen
 silently here.
@@ -614,6 +614,9 @@ class VoicePipeline:
             return
         cap.utterance = cap.machine.finish(reason)
         self._hand_over(cap)
+        # The detector heard nothing during the capture: it resumes from a clean state now, not
+        # when the transcript is done (that can land in the middle of the next wake word).
+        self._reset_detector = True
         self._processing += 1
         cap.audio.close()
         cap.ended.set()
@@ -682,7 +685,6 @@ class VoicePipeline:
                     await stream.aclose()
             if cap.utterance is not None:  # it ended (counted in _end): this task reports it
                 self._processing -= 1
-                self._reset_detector = True
                 result = cap.finish(status, text)
                 self.last_result = {"source": cap.kind, "status": status, "reason": cap.utterance.reason.value,
                                     "audioS": round(cap.utterance.duration_s, 2), "at": self._wall(),

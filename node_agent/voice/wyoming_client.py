@@ -24,8 +24,8 @@ from typing import Any
 
 import trio
 
-from .errors import VoiceError, VoiceUnavailable
 from ..config.voice import parse_wyoming_uri as parse_uri  # noqa: F401  (re-exported for the STT/TTS clients)
+from .errors import VoiceError, VoiceUnavailable
 
 MAX_HEADER = 64 * 1024
 MAX_DATA = 1024 * 1024

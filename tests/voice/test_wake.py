@@ -22,8 +22,15 @@ from hypothesis import strategies as st
 
 from node_agent.voice import CommandSTT, VoicePipeline, WavFileSource
 from node_agent.voice.audio import read_wav
-from node_agent.voice.wake import (MICRO_BUILTIN, OWW_BUILTIN, WakeDetector, WakeModel, available_models,
-                                   normalize_phrase, resolve_triggers)
+from node_agent.voice.wake import (
+    MICRO_BUILTIN,
+    OWW_BUILTIN,
+    WakeDetector,
+    WakeModel,
+    available_models,
+    normalize_phrase,
+    resolve_triggers,
+)
 
 # --- mapping (pure) -----------------------------------------------------------------------------
 
