@@ -119,6 +119,17 @@ class VoiceStatus:
     dropped_chunks: int = 0
     stt: str | None = None
     debug_dir: str | None = None
+    #: Active trigger -> {engine: micro|openwakeword|keyword, model}.
+    wake_models: dict[str, Any] = attrs.field(factory=dict)
+    #: The speech-to-text engine's own status (server info, fallbacks, worker restarts...).
+    stt_status: dict[str, Any] | None = None
+    speaking: bool = False
+    barge_ins: int = 0
+    #: voicewake.routing as the node resolves it, and where the last transcript went.
+    routing: dict[str, Any] | None = None
+    last_session_key: str | None = None
+    #: Spoken replies (speak_replies): TTS order and last use, counts.
+    replies: dict[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

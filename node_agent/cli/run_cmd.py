@@ -189,8 +189,10 @@ def _operator_link(config: Config, voice, store, identity, record, status):
         return None
     from ..agent.operator_link import OperatorLink
 
-    return OperatorLink(config, store=store, identity=identity, record=record, status=status,
+    link = OperatorLink(config, store=store, identity=identity, record=record, status=status,
                         on_event=voice.on_operator_event)
+    voice.attach_operator_link(link)  # replies in the gateway's voice (talk.speak) while it is up
+    return link
 
 
 def _sd_notifier(status):

@@ -21,7 +21,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "jsonrpc": ("JsonRpcDialect", "JsonRpcHandshake"),
     "models": ("ConnectChallenge", "ErrorShape", "Event", "EventBody", "GenericEvent", "HelloOk", "NodeInvokeCancel",
                "NodeInvokeRequest", "NodePairResolved", "PairingCode", "Policy", "Request", "Response", "Shutdown",
-               "TalkMode", "Tick", "UnknownEvent", "VoiceWakeChanged"),
+               "TalkMode", "Tick", "UnknownEvent", "VoiceWakeChanged", "VoiceWakeRoutingChanged"),
     "openclaw": ("OpenClawDialect",),
     "replies": ("NodeEventReply",),
     "session": ("Session", "State"),

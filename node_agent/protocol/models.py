@@ -156,6 +156,15 @@ class VoiceWakeChanged(EventBody):
 
 
 @attrs.frozen(kw_only=True)
+class VoiceWakeRoutingChanged(EventBody):
+    """``voicewake.routing.changed {config}``: which session each trigger's transcript goes to.
+    The table is kept as the gateway's dict; the voice room resolves it (node_agent.voice.routing)."""
+
+    wire_name = "voicewake.routing.changed"
+    config: Any = None  # lenient: a malformed table is the router's to drop, not a protocol error
+
+
+@attrs.frozen(kw_only=True)
 class TalkMode(EventBody):
     """``talk.mode``. OpenClaw sends ``{enabled, phase, ts}``; the documented pages ``{mode, enabled}``."""
 

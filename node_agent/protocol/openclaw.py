@@ -63,6 +63,7 @@ from .models import (
     Tick,
     UnknownEvent,
     VoiceWakeChanged,
+    VoiceWakeRoutingChanged,
 )
 from .signing import device_auth_payload
 
@@ -73,13 +74,14 @@ _converter = convert.make_converter()
 
 _TYPED_EVENTS: dict[str, type[EventBody]] = {
     cls.wire_name: cls
-    for cls in (ConnectChallenge, Tick, Shutdown, NodeInvokeRequest, NodeInvokeCancel, VoiceWakeChanged, TalkMode)
+    for cls in (ConnectChallenge, Tick, Shutdown, NodeInvokeRequest, NodeInvokeCancel, VoiceWakeChanged,
+                VoiceWakeRoutingChanged, TalkMode)
 }
 
 #: Events we know and route by name, but whose payload we keep as a dict.
 _GENERIC_EVENTS = frozenset({
     "presence", "health", "heartbeat", "chat", "agent", "cron", "update.available",
-    "voicewake.routing.changed", "node.invoke.input", "node.pair.requested",
+    "node.invoke.input", "node.pair.requested",
     "device.pair.requested", "device.pair.resolved", "exec.approval.requested",
     "exec.approval.resolved", "talk.event",
 })

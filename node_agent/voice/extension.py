@@ -13,11 +13,18 @@ this extension is the only part that knows about the gateway:
   to nodes; OpenClaw sends it only to operators, so there it arrives through the optional
   operator link (``[voice] operator_link``, :mod:`node_agent.agent.operator_link`) and
   :meth:`VoiceExtension.on_operator_event`.
+* ``voicewake.routing.changed {config}`` (also a connect snapshot) -> which ``sessionKey`` each
+  trigger's transcript goes to (:mod:`.routing`); the default target "current" is
+  ``[voice] session_key``, or none (the gateway's main session).
 * a finished utterance -> ``node.event voice.transcript {text, sessionKey?}``; while offline the
   pipeline is told so (status ``offline``), never silently dropped.
 * node commands ``talk.ptt.start|stop|once|cancel`` (declared with the ``talk`` cap).
-* with ``speak_replies``: ``chat.subscribe`` to the session and speak final replies, with the
-  microphone muted so the node does not wake on its own voice.
+* with ``speak_replies``: ``node.event chat.subscribe {sessionKey}`` for every session the node
+  sends transcripts to (at connect for the configured one, then each routed one on first use);
+  the gateway forwards their ``chat`` events, and each final assistant message is spoken by the
+  :class:`~.speaker.ReplySpeaker` -- through the gateway's ``talk.speak`` on the operator link when
+  it is up (:meth:`VoiceExtension.attach_operator_link`), else a Wyoming TTS server, else
+  espeak-ng -- with captures muted and barge-in on.
 """
 
 from __future__ import annotations
@@ -33,9 +40,19 @@ from ..agent.connection import Connection
 from ..agent.status import StatusBoard, VoiceStatus, section_from_json
 from ..config.voice import VoiceSettings
 from ..errors import ConnectionLost, GatewayRejected, GatewayUnreachable, InvokeError, SurfacePending
-from ..protocol import Event, GenericEvent, HelloOk, NodePairResolved, TalkMode, VoiceWakeChanged
+from ..protocol import (
+    Event,
+    GenericEvent,
+    HelloOk,
+    NodePairResolved,
+    TalkMode,
+    VoiceWakeChanged,
+    VoiceWakeRoutingChanged,
+)
 from .errors import VoiceError
 from .pipeline import Mode, Transcript, VoicePipeline
+from .routing import VoiceWakeRouting
+from .speaker import ReplySpeaker, final_reply_text
 
 log = logging.getLogger("node_agent.voice")
 
@@ -66,6 +83,31 @@ class VoiceExtension:
         self._unreported: tuple[list[str], list[str]] | None = None
         #: This connection has delivered the gateway's wake words (see WAKE_SNAPSHOT_GRACE_S).
         self._wake_words_seen = False
+        self.routing = VoiceWakeRouting()
+        self._last_session_key: str | None = None
+        #: Sessions this connection asked to hear (as sent, and as the gateway names them).
+        self._subscribed: set[str] = set()
+        self._reply_keys: set[str] = set()
+        self._operator_link: Any = None
+        self.speaker: ReplySpeaker | None = None
+        if settings.speak_replies:
+            from .build import build_sink, build_tts
+
+            tts = build_tts(settings, talk=self._talk, talk_connected=self._talk_connected)
+            self.speaker = ReplySpeaker(tts, build_sink(settings), self.pipeline)
+
+    def attach_operator_link(self, link: Any) -> None:
+        """The operator link (its ``call`` and ``connected``): replies are spoken with the
+        gateway's ``talk.speak`` while it is up."""
+        self._operator_link = link
+
+    def _talk_connected(self) -> bool:
+        return self._operator_link is not None and bool(self._operator_link.connected)
+
+    async def _talk(self, method: str, params: Any) -> Any:
+        if self._operator_link is None:
+            raise ConnectionLost(f"{method}: no operator link")
+        return await self._operator_link.call(method, params, timeout=60.0)
 
     def __repr__(self) -> str:
         return f"<VoiceExtension {self.pipeline!r} connected={self._conn is not None}>"
@@ -87,6 +129,8 @@ class VoiceExtension:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._status_loop)
             nursery.start_soon(self._preload)
+            if self.speaker is not None:
+                nursery.start_soon(self.speaker.run)
             try:
                 await self.pipeline.run()
             finally:
@@ -112,7 +156,9 @@ class VoiceExtension:
             await trio.sleep(2)
 
     def _publish(self) -> None:
-        self.status.update(voice=section_from_json(VoiceStatus, self.pipeline.status()))
+        status = dict(self.pipeline.status(), routing=self.routing.status(), lastSessionKey=self._last_session_key,
+                      replies=self.speaker.status() if self.speaker is not None else None)
+        self.status.update(voice=section_from_json(VoiceStatus, status))
 
     def register(self, registry: CommandRegistry) -> None:
         async def start(params: dict[str, Any], ctx: CommandContext) -> Any:
@@ -148,8 +194,9 @@ class VoiceExtension:
         self._reported_unsupported = None  # a new connection hears about them again
         self._unreported = None
         self._wake_words_seen = False
-        if self.settings.speak_replies and self.settings.session_key:
-            conn.nursery.start_soon(self._subscribe, conn)
+        self._subscribed = set()
+        if self.speaker is not None:
+            conn.nursery.start_soon(self._subscribe, conn, self.settings.session_key or "main")
 
     async def on_disconnected(self) -> None:
         self._conn = None
@@ -180,10 +227,17 @@ class VoiceExtension:
                 conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
             if not self._wake_words_seen and conn.session.dialect.wake_words_on_connect:
                 conn.nursery.start_soon(self._await_wake_words, conn)
-        elif isinstance(body, GenericEvent) and body.name == "chat" and self.settings.speak_replies:
-            text = _final_reply_text(body.payload, self.settings.session_key)
-            if text and self.adapter.speech is not None:
-                conn.nursery.start_soon(self._speak, text)
+        elif isinstance(body, VoiceWakeRoutingChanged):
+            self.routing = VoiceWakeRouting.from_payload({"config": body.config})
+            log.info("voice routing from the gateway: %d route(s), default %s%s", len(self.routing.routes),
+                     self.routing.default.mode, f" ({self.routing.dropped} malformed dropped)" if self.routing.dropped
+                     else "")
+            self._publish()
+        elif isinstance(body, GenericEvent) and body.name == "chat" and self.speaker is not None:
+            text = final_reply_text(body.payload, self._reply_keys)
+            if text:
+                log.info("reply for %s (%d chars): speaking it", body.payload.get("sessionKey"), len(text))
+                self.speaker.say(text)
 
     async def on_operator_event(self, event: Event) -> None:
         """An event from the operator link (OpenClaw's ``talk.mode`` goes to operators only).
@@ -209,8 +263,12 @@ class VoiceExtension:
         if conn is None:
             raise GatewayUnreachable("not connected to the gateway; transcript not delivered")
         payload: dict[str, Any] = {"text": transcript.text}
-        if self.settings.session_key:
-            payload["sessionKey"] = self.settings.session_key
+        session_key = self.routing.session_key_for(transcript.trigger, self.settings.session_key)
+        if session_key:
+            payload["sessionKey"] = session_key
+        self._last_session_key = session_key
+        if self.speaker is not None and (session_key or "main") not in self._subscribed:
+            conn.nursery.start_soon(self._subscribe, conn, session_key or "main")
         try:
             await conn.node_event("voice.transcript", payload)
         except ConnectionLost as exc:
@@ -218,7 +276,8 @@ class VoiceExtension:
         except GatewayRejected as exc:  # e.g. SurfacePending: the node's commands await approval
             raise GatewayRejected(f"transcript refused: {exc.message}", code=exc.code,
                                   detail_code=exc.detail_code, retry=exc.retry) from None
-        log.info("transcript sent (%d chars, from %s)", len(transcript.text), transcript.source)
+        log.info("transcript sent (%d chars, from %s, session %s)", len(transcript.text), transcript.source,
+                 session_key or "default")
         self._publish()
 
     async def _await_wake_words(self, conn: Connection) -> None:
@@ -244,31 +303,21 @@ class VoiceExtension:
         log.info("reported unsupported wake triggers to the gateway: %s (handled: %s)",
                  ", ".join(unsupported), "unknown" if handled is None else str(handled).lower())
 
-    async def _subscribe(self, conn: Connection) -> None:
+    async def _subscribe(self, conn: Connection, session_key: str) -> None:
+        if session_key in self._subscribed:
+            return
+        self._subscribed.add(session_key)
+        self._reply_keys.update(_gateway_keys(session_key))
         try:
-            await conn.subscribe(self.settings.session_key)
-        except Exception as exc:
-            log.info("chat.subscribe failed (%s); replies will not be spoken", exc)
-
-    async def _speak(self, text: str) -> None:
-        assert self.adapter.speech is not None
-        async with self.pipeline.muted():
-            try:
-                await self.adapter.speech.say(text)
-            except Exception as exc:
-                log.info("could not speak the reply: %s", exc)
+            await conn.subscribe(session_key)
+        except Exception as exc:  # replies are a courtesy: never let it end the connection
+            self._subscribed.discard(session_key)
+            log.info("chat.subscribe %s failed (%s); its replies will not be spoken", session_key, exc)
+        else:
+            log.info("subscribed to the chat of session %s (replies are spoken)", session_key)
 
 
-def _final_reply_text(payload: Any, session_key: str | None) -> str | None:
-    if not isinstance(payload, dict) or payload.get("state") != "final":
-        return None
-    if session_key and not str(payload.get("sessionKey", "")).endswith(session_key):
-        return None
-    message = payload.get("message")
-    if isinstance(message, dict):
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(part.get("text", "") for part in content if isinstance(part, dict)).strip() or None
-    return payload.get("text") if isinstance(payload.get("text"), str) else None
+def _gateway_keys(session_key: str) -> set[str]:
+    """How the gateway names a session in its chat events: ``main`` -> ``agent:main:main``
+    (the default agent); an ``agent:...`` key as it is."""
+    return {session_key} if session_key.startswith("agent:") else {session_key, f"agent:main:{session_key}"}

@@ -25,6 +25,7 @@ from node_agent.protocol.models import ErrorShape
 from node_agent.protocol.replies import NodeEventReply, call_refused
 from node_agent.voice import BytesSource, Mode, VoicePipeline
 from node_agent.voice.extension import WAKE_SNAPSHOT_GRACE_S, VoiceExtension
+from node_agent.voice.speaker import ReplySpeaker
 from tests.support.agents import make_agent, run_in
 from tests.support.documented_gateway import open_documented_gateway
 from tests.support.fake_openclaw import FakeGateway
@@ -407,3 +408,106 @@ async def test_an_unsupported_report_refused_before_approval_is_sent_once_approv
         await trio.sleep(1)
         assert len(conn.calls) == 2
         nursery.cancel_scope.cancel()
+
+
+# --- routing and spoken replies ------------------------------------------------------------------
+
+
+async def test_the_routing_snapshot_decides_each_triggers_session(autojump_clock, tmp_path, gateway):
+    ext = make_voice(BytesSource(WAKE_THEN_COMMAND + WAKE_THEN_COMMAND, realtime=True),
+                     local_triggers=["hey jarvis"], session_key=None)
+    routing = {"config": {"version": 1, "defaultTarget": {"mode": "current"},
+                          "routes": [{"trigger": "Hey, Jarvis!", "target": {"agentId": "Kitchen"}}], "updatedAtMs": 7}}
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
+        await conn.send_event("voicewake.routing.changed", routing)
+        await wait_node_event(conn, "voice.transcript")
+        assert node_events(conn, "voice.transcript") == [{"text": SENTENCE, "sessionKey": "agent:kitchen:main"}]
+        # A change of routing applies to the next transcript: the route is gone, the default is current
+        # (no [voice] session_key: the gateway's main session, so no sessionKey at all).
+        await conn.send_event("voicewake.routing.changed", {"config": {"defaultTarget": {"mode": "current"}}})
+        await wait_node_event(conn, "voice.transcript", 2)
+        assert node_events(conn, "voice.transcript")[1] == {"text": SENTENCE}
+        await until(lambda: ext.pipeline.transcript_count == 2)
+        voice = ext.status.current.voice
+        assert voice.routing["routes"] == [] and voice.last_session_key is None
+
+
+class RecordingSink:
+    name = "recording"
+
+    def __init__(self):
+        self.played = []
+
+    async def play(self, audio):
+        self.played.append((round(trio.current_time(), 3), audio.source))
+        await trio.sleep(audio.seconds)
+
+
+class TalkLink:
+    """The operator link's two members the reply path uses."""
+
+    def __init__(self, connected=True):
+        self.connected = connected
+        self.calls = []
+
+    async def call(self, method, params, timeout=15.0):
+        import base64
+        import io
+        import wave
+
+        self.calls.append((method, params))
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(bytes(16000))  # 0.5 s
+        return {"audioBase64": base64.b64encode(buf.getvalue()).decode(), "mimeType": "audio/wav",
+                "provider": "tts-local-cli"}
+
+
+def replying_voice(session_key="main"):
+    ext = make_voice(session_key=session_key)
+    ext.settings = VoiceSettings(enabled=True, session_key=session_key, speak_replies=True)
+    from node_agent.voice.build import build_tts
+    ext.speaker = ReplySpeaker(build_tts(ext.settings, talk=ext._talk, talk_connected=ext._talk_connected),
+                               RecordingSink(), ext.pipeline)
+    return ext
+
+
+def final(session_key, text, role="assistant"):
+    return {"runId": "r1", "sessionKey": session_key, "seq": 2, "state": "final",
+            "message": {"role": role, "content": [{"type": "text", "text": text}]}}
+
+
+async def test_speak_replies_subscribes_and_speaks_the_final_reply_with_talk_speak(autojump_clock, tmp_path, gateway):
+    ext = replying_voice()
+    link = TalkLink()
+    ext.attach_operator_link(link)
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
+        subscribed = await wait_node_event(conn, "chat.subscribe")
+        assert subscribed == [{"sessionKey": "main"}]
+        await conn.send_event("chat", {**final("agent:main:main", "x"), "state": "delta"})
+        await conn.send_event("chat", final("agent:other:main", "not ours"))
+        await conn.send_event("chat", final("agent:main:main", "It is noon."))
+        await until(lambda: ext.speaker.spoken == 1)
+        assert link.calls == [("talk.speak", {"text": "It is noon."})]
+        assert ext.speaker.sink.played[0][1] == "talk.speak (tts-local-cli)"
+        await until(lambda: ext.status.current.voice.replies["spoken"] == 1, step=0.5)
+
+
+async def test_without_the_operator_link_replies_fall_back_to_espeak(autojump_clock, tmp_path, gateway, monkeypatch):
+    from node_agent.voice import tts
+
+    async def fake_espeak(self, text):
+        return tts.SpokenAudio(bytes(8000), 16000, source="espeak-ng")
+
+    monkeypatch.setattr(tts.EspeakTTS, "synthesize", fake_espeak)
+    monkeypatch.setattr(tts.EspeakTTS, "available", lambda self: True)
+    ext = replying_voice()
+    ext.attach_operator_link(TalkLink(connected=False))
+    async with voice_node(gateway, tmp_path, ext) as (agent, conn):
+        await wait_node_event(conn, "chat.subscribe")
+        await conn.send_event("chat", final("agent:main:main", "It is noon."))
+        await until(lambda: ext.speaker.spoken == 1)
+        assert ext.speaker.sink.played[0][1] == "espeak-ng"
