@@ -42,6 +42,9 @@ class VoiceSettings:
     tts: str | None = None
     tts_voice: str | None = None
     output_device: str | None = None
+    #: Write spoken replies as WAV files into this folder instead of playing them (a node with no
+    #: loudspeaker, demos, tests) -- the counterpart of ``wav`` for the microphone.
+    reply_wav_dir: str | None = None
     #: Phrase -> "micro" or "openwakeword", for a phrase both engines ship.
     wake_engines: dict[str, str] = attrs.field(factory=dict)
     #: Experimental: pocketsphinx keyword spotting for triggers no model covers.
@@ -90,7 +93,7 @@ class VoiceSettings:
                 values[key] = tuple(values[key])
         if values.get("mode", "voice-wake") not in _MODES:
             raise ConfigError(f"voice.mode must be one of {', '.join(_MODES)}")
-        for key in ("stt", "stt_fallback", "stt_language", "tts", "tts_voice", "output_device"):
+        for key in ("stt", "stt_fallback", "stt_language", "tts", "tts_voice", "output_device", "reply_wav_dir"):
             if key in values and values[key] is not None and not isinstance(values[key], str):
                 raise ConfigError(f"voice.{key} must be a string")
         stt = values.get("stt")

@@ -99,6 +99,8 @@ def build_tts(s: VoiceSettings, *, talk: Callable[[str, Any], Awaitable[Any]] | 
 
 
 def build_sink(s: VoiceSettings) -> Any:
-    from .playback import PortAudioSink  # noqa: PLC0415
+    from .playback import PortAudioSink, WavSink  # noqa: PLC0415
 
+    if s.reply_wav_dir:
+        return WavSink(s.reply_wav_dir, realtime=True)  # in real time: a barge-in can still cut it
     return PortAudioSink(s.output_device)

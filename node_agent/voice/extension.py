@@ -270,14 +270,15 @@ class VoiceExtension:
         if self.speaker is not None and (session_key or "main") not in self._subscribed:
             conn.nursery.start_soon(self._subscribe, conn, session_key or "main")
         try:
-            await conn.node_event("voice.transcript", payload)
+            reply = await conn.node_event("voice.transcript", payload)
         except ConnectionLost as exc:
             raise GatewayUnreachable(f"transcript not delivered: {exc.message}") from None
         except GatewayRejected as exc:  # e.g. SurfacePending: the node's commands await approval
             raise GatewayRejected(f"transcript refused: {exc.message}", code=exc.code,
                                   detail_code=exc.detail_code, retry=exc.retry) from None
-        log.info("transcript sent (%d chars, from %s, session %s)", len(transcript.text), transcript.source,
-                 session_key or "default")
+        log.info("transcript sent (%d chars, from %s, session %s; handled: %s)", len(transcript.text),
+                 transcript.source, session_key or "default",
+                 "unknown" if reply.handled is None else str(reply.handled).lower())
         self._publish()
 
     async def _await_wake_words(self, conn: Connection) -> None:

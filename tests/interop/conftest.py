@@ -33,6 +33,12 @@ from tests.support.real_gateway import (
 
 HERE = Path(__file__).resolve().parent
 
+#: Talk's voice, offline: the gateway's local-CLI speech provider running espeak-ng (what
+#: ``talk.speak`` answers with; docs/tools/tts/configuration.md, "Local CLI"). Only talk.speak
+#: reads it, so it is harmless for every other test.
+TALK_LOCAL_CLI = {"talk": {"provider": "tts-local-cli", "providers": {"tts-local-cli": {
+    "command": "espeak-ng", "args": ["-w", "{{OutputPath}}", "{{Text}}"], "outputFormat": "wav", "timeoutMs": 30000}}}}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -61,7 +67,7 @@ def real_gateway() -> Iterator[RealGateway]:
     """The session's real OpenClaw gateway (running, ready, autoApproveLocal off)."""
     if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
         pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
-    gateway = RealGateway()
+    gateway = RealGateway(extra_config=TALK_LOCAL_CLI)
     try:
         check_isolated()
         gateway.check_install()
