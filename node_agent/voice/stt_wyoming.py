@@ -146,8 +146,7 @@ class WyomingSTT:
         except WyomingError as exc:
             raise self.failed(_stt_error(exc, "connecting")) from None
         try:
-            info = await conn.describe(timeout_s=self.connect_timeout_s)
-            programs = [p for p in info.asr if getattr(p, "installed", True)]
+            programs = await conn.programs("asr", timeout_s=self.connect_timeout_s)
             if not programs:
                 raise STTError(f"{self.name} offers no speech-to-text (its info lists no installed asr program)",
                                hint="point [voice] stt at the ASR server (port 10300 by convention)")

@@ -45,8 +45,7 @@ class WyomingTTS:
         except WyomingError as exc:
             raise TTSError(exc.message, hint=exc.hint) from None
         try:
-            info = await conn.describe(timeout_s=self.connect_timeout_s)
-            programs = [p for p in info.tts if getattr(p, "installed", True)]
+            programs = await conn.programs("tts", timeout_s=self.connect_timeout_s)
             if not programs:
                 raise TTSError(f"{self.name} offers no text-to-speech (its info lists no installed tts program)",
                                hint="point [voice] tts at the TTS server (port 10200 by convention)")

@@ -186,6 +186,12 @@ class WyomingConnection:
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise WyomingProtocolError(f"{self.name} sent a malformed info event: {exc!r}") from None
 
+    async def programs(self, kind: str, *, timeout_s: float) -> list[Any]:
+        """``describe``, then the installed programs of ``kind`` ("asr", "tts") the server offers
+        (empty: it is not that kind of server)."""
+        info = await self.describe(timeout_s=timeout_s)
+        return [p for p in getattr(info, kind) if getattr(p, "installed", True)]
+
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
             try:

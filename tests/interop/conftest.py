@@ -67,7 +67,7 @@ def real_gateway() -> Iterator[RealGateway]:
     """The session's real OpenClaw gateway (running, ready, autoApproveLocal off)."""
     if os.environ.get("NODE_AGENT_SKIP_INTEROP") == "1":
         pytest.skip("NODE_AGENT_SKIP_INTEROP=1")
-    gateway = RealGateway(extra_config=TALK_LOCAL_CLI)
+    gateway = RealGateway(extra_config=TALK_LOCAL_CLI, start_timeout=150.0)  # a loaded 2-core CI machine
     try:
         check_isolated()
         gateway.check_install()
