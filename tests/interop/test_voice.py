@@ -230,7 +230,7 @@ def _route_in_gateway_state(gateway: RealGateway, trigger: str, session_key: str
     node connect gets it as a snapshot."""
     import sqlite3
 
-    (db_path,) = [p for p in gateway.state_dir.rglob("openclaw.sqlite")]
+    db_path = _state_db(gateway)
     config = {"version": 1, "defaultTarget": {"mode": "current"},
               "routes": [{"trigger": trigger, "target": {"sessionKey": session_key}}], "updatedAtMs": 1}
     with sqlite3.connect(db_path, timeout=10) as db:
@@ -239,11 +239,17 @@ def _route_in_gateway_state(gateway: RealGateway, trigger: str, session_key: str
                    "updated_at_ms = excluded.updated_at_ms", ("voicewake.routing", json.dumps(config), 1))
 
 
+def _state_db(gateway: RealGateway) -> Path:
+    """The gateway's state database: ``$OPENCLAW_STATE_DIR/state/openclaw.sqlite``."""
+    found = sorted(gateway.state_dir.rglob("openclaw.sqlite"), key=lambda p: len(p.parts))
+    assert found, f"no openclaw.sqlite under {gateway.state_dir}"
+    return found[0]
+
+
 def _clear_route(gateway: RealGateway) -> None:
     import sqlite3
 
-    (db_path,) = [p for p in gateway.state_dir.rglob("openclaw.sqlite")]
-    with sqlite3.connect(db_path, timeout=10) as db:
+    with sqlite3.connect(_state_db(gateway), timeout=10) as db:
         db.execute("DELETE FROM config_machine_state WHERE state_key = 'voicewake.routing'")
 
 
