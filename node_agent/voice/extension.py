@@ -276,9 +276,11 @@ class VoiceExtension:
         except GatewayRejected as exc:  # e.g. SurfacePending: the node's commands await approval
             raise GatewayRejected(f"transcript refused: {exc.message}", code=exc.code,
                                   detail_code=exc.detail_code, retry=exc.retry) from None
-        log.info("transcript sent (%d chars, from %s, session %s; handled: %s)", len(transcript.text),
+        # OpenClaw answers a node event it acted on with a bare {ok: true} (no "handled" field);
+        # only a dropped one says handled: false (and Connection has logged and counted that).
+        log.info("transcript sent (%d chars, from %s, session %s; %s)", len(transcript.text),
                  transcript.source, session_key or "default",
-                 "unknown" if reply.handled is None else str(reply.handled).lower())
+                 f"handled: false ({reply.reason})" if reply.refused else "gateway answered ok")
         self._publish()
 
     async def _await_wake_words(self, conn: Connection) -> None:
