@@ -17,8 +17,8 @@ first (the pipeline may capture the next command while the last is still being d
 worker that dies, hangs or talks nonsense is killed and started again for the next utterance;
 an utterance abandoned half-way is finished (and its text dropped) so the worker stays in step.
 
-The worker's environment is minimal (no gateway token, nothing secret): ``PATH``, the locale,
-and ``PYTHONPATH`` when the agent itself runs from one.
+The worker's environment is the helper allowlist (:func:`node_agent.childenv.helper_env`: no
+gateway token, nothing secret), plus ``PYTHONPATH`` when the agent itself runs from one.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from ..childenv import helper_env
 from .audio import SAMPLE_RATE
 from .errors import STTError, VoiceUnavailable
 from .stt_wyoming import WyomingStream, _stt_error
@@ -38,11 +39,12 @@ from .wyoming_client import WyomingConnection, WyomingError, wyoming_lib
 
 log = logging.getLogger("node_agent.voice.stt")
 
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "POCKETSPHINX_PATH")
+#: Beside the helper allowlist: where the agent's own code and pocketsphinx's models are.
+_WORKER_KEYS = ("PYTHONPATH", "POCKETSPHINX_PATH")
 
 
 def worker_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in _ENV_KEEP}
+    return helper_env({k: os.environ[k] for k in _WORKER_KEYS if k in os.environ})
 
 
 class PocketsphinxSTT:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from ..childenv import helper_env
 from .errors import TTSError
 
 log = logging.getLogger("node_agent.voice.tts")
@@ -84,7 +85,7 @@ async def convert_to_wav(data: bytes, source: str, mime: str, *, timeout_s: floa
     try:
         with trio.fail_after(timeout_s):
             result = await trio.run_process(argv, stdin=data, capture_stdout=True, capture_stderr=True, check=False,
-                                            env={})
+                                            env=helper_env())
     except trio.TooSlowError:
         raise TTSError(f"ffmpeg did not convert {source}'s {mime} within {timeout_s:g} s") from None
     except OSError as exc:
@@ -122,7 +123,7 @@ class EspeakTTS:
         try:
             with trio.fail_after(timeout_s):
                 result = await trio.run_process(self.argv(), stdin=text.encode("utf-8"), capture_stdout=True,
-                                                capture_stderr=True, check=False)
+                                                capture_stderr=True, check=False, env=helper_env())
         except trio.TooSlowError:
             raise TTSError(f"espeak-ng did not finish within {timeout_s:.0f} s") from None
         except FileNotFoundError:
