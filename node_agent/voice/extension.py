@@ -138,7 +138,10 @@ class VoiceExtension:
                 # transcribed: the pipeline waits for it, and its count must not be lost with the
                 # status loop.
                 self._publish()
-            nursery.cancel_scope.cancel()
+            if self.speaker is None:
+                nursery.cancel_scope.cancel()
+            # else: the node is still connected and its replies still come (a finite source ends
+            # the listening, not the reply path).
 
     async def _preload(self) -> None:
         """Load the local speech-to-text model now (pocketsphinx: ~0.7 s, seconds on a Pi), so the
@@ -222,6 +225,8 @@ class VoiceExtension:
         elif isinstance(body, TalkMode):
             self._apply_talk_mode(body)
         elif isinstance(body, NodePairResolved) and body.approved:
+            if self.speaker is not None:  # a subscribe refused while the surface was pending
+                conn.nursery.start_soon(self._subscribe, conn, self.settings.session_key or "main")
             if self._unreported is not None:
                 unreported, self._unreported = self._unreported, None
                 conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
