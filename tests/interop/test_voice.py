@@ -305,7 +305,9 @@ async def test_okay_nabu_to_an_agent_run_and_its_reply_spoken_with_talk_speak(re
 
             with wave.open(str(replies / "reply-1.wav")) as w:
                 assert w.getframerate() == 22050 and w.getnframes() > 22050  # espeak-ng's voice, over a second
-            status = await trio.to_thread.run_sync(agent.status)
+            # status.json is refreshed every 2 s by the voice extension: wait for the refresh.
+            status = await wait_status_file(
+                agent.state_dir, lambda s: ((s.get("voice") or {}).get("replies") or {}).get("spoken") == 1, timeout=10)
             voice = status["voice"]
             assert voice["wakeModels"] == {"okay nabu": {"engine": "micro", "model": "okay_nabu"}}
             assert voice["sttStatus"]["name"] == "pocketsphinx" and voice["lastSessionKey"] == session_key
