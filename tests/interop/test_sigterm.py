@@ -34,7 +34,7 @@ from node_agent.agent.node import STOP_GRACE_S
 from node_agent.agent.status import LinkState, Surface
 from node_agent.secrets import FileStore, device_token_key
 from tests.support.agent_process import AgentProcess, device_id_of, of_device, presence_of, wait_status_file
-from tests.support.operator import Operator
+from tests.support.operator import Operator, OperatorError
 from tests.support.real_gateway import RealGateway
 
 #: What the issue asks of a clean stop.
@@ -178,13 +178,24 @@ async def approve_node(operator: Operator, device_id: str, timeout: float = 30.0
             if any(of_device(device_id)(p) for p in pairs.get("paired", [])):
                 return  # already approved (a request can be resolved before we look)
             pending = [p for p in pairs.get("pending", []) if of_device(device_id)(p)]
-            if pending:
-                await operator.approve_node(pending[0]["requestId"])
+            if pending and await _approved(operator, pending[0]["requestId"]):
                 return
             with trio.move_on_after(0.5):
                 request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=1)
-                await operator.approve_node(request["requestId"])
-                return
+                if await _approved(operator, request["requestId"]):
+                    return
+
+
+async def _approved(operator: Operator, request_id: str) -> bool:
+    """Approve one node request; False when the gateway replaced it meanwhile (the agent
+    reconnected and re-declared its surface: the list is read again)."""
+    try:
+        await operator.approve_node(request_id)
+    except OperatorError as exc:
+        if "unknown requestId" not in str(exc):
+            raise
+        return False
+    return True
 
 
 async def start_in_service(operator: Operator, state: Path, name: str, url: str,

@@ -307,12 +307,13 @@ async def test_okay_nabu_to_an_agent_run_and_its_reply_spoken_with_talk_speak(re
                 assert w.getframerate() == 22050 and w.getnframes() > 22050  # espeak-ng's voice, over a second
             # status.json is refreshed every 2 s by the voice extension: wait for the refresh.
             status = await wait_status_file(
-                agent.state_dir, lambda s: ((s.get("voice") or {}).get("replies") or {}).get("spoken") == 1, timeout=10)
-            voice = status["voice"]
-            assert voice["wakeModels"] == {"okay nabu": {"engine": "micro", "model": "okay_nabu"}}
-            assert voice["sttStatus"]["name"] == "pocketsphinx" and voice["lastSessionKey"] == session_key
-            assert voice["replies"]["spoken"] == 1 and voice["replies"]["tts"]["lastUsed"] == "talk.speak"
-            assert not [r for r in status.get("refusedEvents") or [] if r["event"] == "voice.transcript"]
+                agent.state_dir,
+                lambda s: s.voice is not None and (s.voice.replies or {}).get("spoken") == 1, timeout=10)
+            voice = status.voice
+            assert voice.wake_models == {"okay nabu": {"engine": "micro", "model": "okay_nabu"}}
+            assert voice.stt_status["name"] == "pocketsphinx" and voice.last_session_key == session_key
+            assert voice.replies["spoken"] == 1 and voice.replies["tts"]["lastUsed"] == "talk.speak"
+            assert not [r for r in status.refused_events if r.event == "voice.transcript"]
         finally:
             agent.kill()
             await trio.to_thread.run_sync(_clear_route, real_gateway)
