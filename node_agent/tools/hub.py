@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -44,7 +44,10 @@ TOOL_UNAVAILABLE = "MCP_TOOL_UNAVAILABLE"
 TOOL_TIMEOUT = "MCP_TOOL_TIMEOUT"
 TOOL_ERROR = "MCP_TOOL_ERROR"
 
-AuditSink = Callable[[Mapping[str, Any]], None]
+#: ``await audit(kind, **fields)``: :meth:`node_agent.audit.AuditLog.append`'s shape.
+AuditSink = Callable[..., Awaitable[None]]
+AUDIT_KIND = "mcp.tool.call"
+_AUDIT_WRITE_TIMEOUT = 5.0
 
 
 @attrs.frozen(kw_only=True)
@@ -167,18 +170,19 @@ class ToolHub:
             outcome = "cancelled"
             raise
         finally:
-            self._record(server, tool, arguments, listed, outcome, self._clock() - started)
+            # Shielded: a cancelled call is still recorded (as "cancelled"), within a bound.
+            with trio.CancelScope(shield=True), trio.move_on_after(_AUDIT_WRITE_TIMEOUT):
+                await self._record(server, tool, arguments, listed, outcome, self._clock() - started)
 
-    def _record(self, server: str, tool: str, arguments: Mapping[str, Any], listed: ListedTool | None,
-                outcome: str, duration: float) -> None:
+    async def _record(self, server: str, tool: str, arguments: Mapping[str, Any], listed: ListedTool | None,
+                      outcome: str, duration: float) -> None:
         log.info("MCP tool call %s/%s: %s in %.0f ms", server, tool, outcome, duration * 1000)
         if self._audit is None:
             return
-        entry = {"kind": "mcp.tool.call", "server": server, "tool": tool,
-                 "durationMs": round(duration * 1000, 1), "outcome": outcome,
-                 "arguments": audit_arguments(arguments, listed.input_schema if listed else None)}
         try:
-            self._audit(entry)
+            await self._audit(AUDIT_KIND, server=server, tool=tool, durationMs=round(duration * 1000, 1),
+                              outcome=outcome,
+                              arguments=audit_arguments(arguments, listed.input_schema if listed else None))
         except Exception as exc:  # noqa: BLE001  (a full disk must not turn a tool result into an error)
             log.warning("audit log: could not record the MCP tool call %s/%s: %s", server, tool, exc)
 

@@ -134,6 +134,29 @@ class ServerSupervisor:
             await trio.sleep(delay)
             self.restarts += 1
 
+    async def probe(self) -> ServerStatus:
+        """Start once, list the tools, stop: ``doctor``'s check, through the same connector and
+        SDK edge the daemon uses, within the same start deadline. READY with the tool names, or
+        FAILING with the reason."""
+        status = self.status()
+        if not self.enabled:
+            return status
+        error = None
+        with trio.move_on_after(self.timeout) as deadline:
+            try:
+                async with self.connector.open() as session:
+                    tools = await session.list_tools()
+                return attrs.evolve(status, state=ServerState.READY, tools=tuple(t.name for t in tools))
+            except BaseException as exc:
+                if is_control(exc):
+                    raise
+                error = describe(exc)
+        if deadline.cancelled_caught:
+            error = f"did not start within {self.timeout:g} s"
+        lines = self.connector.diagnostics()
+        return attrs.evolve(status, state=ServerState.FAILING, last_error=f"{error}{self._stderr_hint()}",
+                            stderr=lines[-1] if lines else None)
+
     async def _run_once(self) -> float | None:
         """One start-and-serve run. Returns how long it was READY (``None``: never was)."""
         self._set(ServerState.STARTING)

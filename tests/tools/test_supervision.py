@@ -173,7 +173,12 @@ async def test_cancelling_a_call_cancels_the_mcp_request(autojump_clock):
         finally:
             cancelled.set()
 
-    hub = hub_with(MemoryServer("fix", tool_server(hang=hang)))
+    outcomes = []
+
+    async def audit(kind, **fields):
+        outcomes.append(fields["outcome"])
+
+    hub = ToolHub([ServerSupervisor("fix", MemoryServer("fix", tool_server(hang=hang)), timeout=5)], audit=audit)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hub.run)
         await wait_for(hub, lambda: "fix_hang" in published(hub))
@@ -193,6 +198,7 @@ async def test_cancelling_a_call_cancels_the_mcp_request(autojump_clock):
         with trio.fail_after(1):
             await cancelled.wait()
         nursery.cancel_scope.cancel()
+    assert outcomes == ["cancelled"]
 
 
 async def test_a_stable_run_resets_the_backoff(autojump_clock):
@@ -319,8 +325,12 @@ async def test_every_call_is_audited_without_output_and_with_secret_arguments_ma
         return f"welcome {user}, output-never-audited"
 
     entries = []
+
+    async def audit(kind, **fields):
+        entries.append({"kind": kind, **fields})
+
     hub = ToolHub([ServerSupervisor("fix", MemoryServer("fix", tool_server(login=login)), timeout=5)],
-                  audit=entries.append)
+                  audit=audit)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hub.run)
         await wait_for(hub, lambda: published(hub) == ["fix_login"])
@@ -328,8 +338,19 @@ async def test_every_call_is_audited_without_output_and_with_secret_arguments_ma
         with pytest.raises(InvokeError):
             await hub.call("fix", "missing", {})
         nursery.cancel_scope.cancel()
-    assert [(e["server"], e["tool"], e["outcome"]) for e in entries] == [
-        ("fix", "login", "ok"), ("fix", "missing", "MCP_TOOL_UNAVAILABLE")]
+    assert [(e["kind"], e["server"], e["tool"], e["outcome"]) for e in entries] == [
+        ("mcp.tool.call", "fix", "login", "ok"), ("mcp.tool.call", "fix", "missing", "MCP_TOOL_UNAVAILABLE")]
     assert entries[0]["arguments"] == {"user": "ada", "password": "***"}
     assert "hunter2" not in repr(entries) and "output-never-audited" not in repr(entries)
     assert entries[0]["durationMs"] >= 0
+
+
+async def test_a_probe_starts_lists_and_stops_within_the_start_deadline(autojump_clock):
+    good = ServerSupervisor("fix", MemoryServer("fix", tool_server(echo=echo)), timeout=5)
+    status = await good.probe()
+    assert (status.state, status.tools) == (ServerState.READY, ("echo",))
+    silent = MemoryServer("hung", tool_server(echo=echo))
+    silent.behaviour = "silent"
+    status = await ServerSupervisor("hung", silent, timeout=4).probe()
+    assert (status.state, status.last_error) == (ServerState.FAILING, "did not start within 4 s")
+    assert trio.current_time() == pytest.approx(4.0)
