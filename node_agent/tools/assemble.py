@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable, Mapping
 
 from ..adapters.base import Gpio
+from ..config.mcp import BUILTIN_SERVER, McpSettings
 from .builtin import build_device_server
 from .connectors import InProcessConnector, StdioConnector
 from .hub import AuditSink, ToolHub
-from .settings import BUILTIN_SERVER, McpSettings
 from .supervisor import RestartPolicy, ServerSupervisor
 
 log = logging.getLogger("node_agent.tools")

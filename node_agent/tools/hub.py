@@ -27,15 +27,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
 import trio
 
+from ..agent.status import McpServerState, PublishedTool, ToolsStatus
 from ..errors import InvokeError
 from .bounds import bound_result
 from .descriptors import Catalog, ListedTool, build_catalog
 from .secrets import audit_arguments
-from .session import McpServerGone, McpError
-from .supervisor import ServerState, ServerStatus, ServerSupervisor
+from .session import McpError, McpServerGone
+from .supervisor import ServerSupervisor
 
 log = logging.getLogger("node_agent.tools")
 
@@ -48,26 +48,6 @@ TOOL_ERROR = "MCP_TOOL_ERROR"
 AuditSink = Callable[..., Awaitable[None]]
 AUDIT_KIND = "mcp.tool.call"
 _AUDIT_WRITE_TIMEOUT = 5.0
-
-
-@attrs.frozen(kw_only=True)
-class Publication:
-    """The last ``node.pluginTools.update`` and what the gateway made of it."""
-
-    sent: int
-    #: How many the gateway kept (its reply's ``tools``): fewer than ``sent`` while the node's
-    #: ``mcp.tools.call.v1`` is not approved yet. ``None`` when it refused the request.
-    kept: int | None = None
-    error: str | None = None
-    at: float = 0.0  # time.time()
-
-
-@attrs.frozen(kw_only=True)
-class ToolsStatus:
-    servers: tuple[ServerStatus, ...] = ()
-    published: tuple[str, ...] = ()  # descriptor names in the current catalog
-    notes: tuple[str, ...] = ()  # renamed / cut / skipped tools, for a person
-    publication: Publication | None = None
 
 
 class ToolHub:
@@ -85,7 +65,8 @@ class ToolHub:
         self.version = 0  # moves when the catalog changes (what the gateway must be told)
         self.status_version = 0  # moves on any change a person would see (states, errors too)
         self._changed = trio.Event()
-        self.publication: Publication | None = None
+        self.sdk_loaded = False
+        self._publication: dict[str, Any] = {}
 
     @property
     def servers(self) -> tuple[ServerSupervisor, ...]:
@@ -113,7 +94,7 @@ class ToolHub:
         self.status_version += 1
         self._wake()
         listed: dict[str, tuple[ListedTool, ...]] = {
-            s.name: s.tools for s in self._servers.values() if s.state is ServerState.READY}
+            s.name: s.tools for s in self._servers.values() if s.state is McpServerState.READY}
         catalog = build_catalog(listed)
         if catalog == self.catalog:
             return
@@ -188,12 +169,16 @@ class ToolHub:
 
     # -- what a person sees --------------------------------------------------------------------
 
-    def note_publication(self, publication: Publication) -> None:
-        self.publication = publication
+    def note_publication(self, *, sent: int, kept: int | None = None, error: str | None = None) -> None:
+        """What the last ``node.pluginTools.update`` did (the publisher reports it here)."""
+        self._publication = {"sent": sent, "kept": kept, "publish_error": error,
+                             "published_at_ms": int(time.time() * 1000)}
         self.status_version += 1
         self._wake()
 
     def status(self) -> ToolsStatus:
         return ToolsStatus(servers=tuple(s.status() for s in self._servers.values()),
-                           published=tuple(d.name for d in self.catalog.descriptors),
-                           notes=tuple(str(n) for n in self.catalog.notes), publication=self.publication)
+                           published=tuple(PublishedTool(name=d.name, server=d.server, tool=d.tool)
+                                           for d in self.catalog.descriptors),
+                           notes=tuple(str(n) for n in self.catalog.notes), sdk_loaded=self.sdk_loaded,
+                           **self._publication)

@@ -17,13 +17,13 @@ without being asked again (``refreshSessionPolicy`` in ``src/gateway/node-regist
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
-from .hub import Publication, ToolHub
+from ..errors import SurfacePending
+from .hub import ToolHub
 from .session import describe
 
 log = logging.getLogger("node_agent.tools")
@@ -70,15 +70,23 @@ class Publisher:
     async def _send_once(self, send: Send, tools: list[dict[str, Any]], *, quiet: bool) -> bool:
         try:
             reply = await send(tools)
+        except SurfacePending:
+            # Expected until a person approves the node's commands; node.pair.resolved brings a refresh.
+            self.hub.note_publication(sent=len(tools), error="waiting for this node's commands to be approved "
+                                                             "(openclaw nodes approve)")
+            log.log(logging.DEBUG if quiet else logging.INFO,
+                    "%d MCP tool(s) not published yet: this node's commands await approval on the gateway",
+                    len(tools))
+            return False
         except Exception as exc:  # noqa: BLE001  (whatever the link raises for a refusal)
-            self.hub.note_publication(Publication(sent=len(tools), error=describe(exc), at=time.time()))
+            self.hub.note_publication(sent=len(tools), error=describe(exc))
             log.log(logging.INFO if quiet else logging.WARNING,
                     "node.pluginTools.update with %d tool(s) refused: %s; retrying in %g s",
                     len(tools), describe(exc), self.retry_after)
             return False
         kept_list = reply.get("tools") if isinstance(reply, Mapping) else None
         kept = len(kept_list) if isinstance(kept_list, list) else None
-        self.hub.note_publication(Publication(sent=len(tools), kept=kept, at=time.time()))
+        self.hub.note_publication(sent=len(tools), kept=kept)
         if kept is not None and kept < len(tools):
             log.info("published %d MCP tool(s); the gateway keeps %d for now (mcp.tools.call.v1 must be "
                      "an approved command of this node: openclaw nodes approve)", len(tools), kept)

@@ -27,7 +27,6 @@ both places (the call answers ``MCP_SERVER_UNAVAILABLE``; the loop restarts the 
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Callable
@@ -37,23 +36,12 @@ from typing import Protocol
 import attrs
 import trio
 
+from ..agent.status import McpServerState as ServerState
+from ..agent.status import McpServerStatus as ServerStatus
 from .descriptors import ListedTool
 from .session import McpError, McpRequestFailed, McpSession, describe, innermost, is_control
 
 log = logging.getLogger("node_agent.tools")
-
-
-class ServerState(enum.Enum):
-    #: Spawning and handshaking (also between a crash and the first successful listing).
-    STARTING = "starting"
-    #: Connected and listed: its tools are published.
-    READY = "ready"
-    #: Ended or failed to start; waiting out the backoff before the next start.
-    RESTARTING = "restarting"
-    #: Failed ``failing_after`` times in a row: still retried, reported as broken.
-    FAILING = "failing"
-    #: ``enabled = false`` in the configuration: never started.
-    DISABLED = "disabled"
 
 
 class Connector(Protocol):
@@ -77,20 +65,6 @@ class RestartPolicy:
     def delay(self, consecutive_failures: int) -> float:
         """Delay before the next start after ``consecutive_failures`` (>= 1) failed runs."""
         return min(self.initial * self.factor ** max(consecutive_failures - 1, 0), self.maximum)
-
-
-@attrs.frozen(kw_only=True)
-class ServerStatus:
-    """One server as ``status`` and ``tools list`` show it."""
-
-    name: str
-    state: ServerState
-    tools: tuple[str, ...] = ()  # MCP tool names as the server listed them
-    restarts: int = 0
-    consecutive_failures: int = 0
-    last_error: str | None = None
-    stderr: str | None = None  # its last stderr line (secrets masked)
-    builtin: bool = False
 
 
 class ServerSupervisor:

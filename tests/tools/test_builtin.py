@@ -14,11 +14,11 @@ import trio
 
 from node_agent.adapters.base import GpioError
 from node_agent.adapters.gpio import GpiodLines
+from node_agent.config.mcp import McpSettings
 from node_agent.errors import InvokeError
 from node_agent.tools.builtin import build_device_server, device_status, temperatures
 from node_agent.tools.connectors import InProcessConnector
 from node_agent.tools.hub import ToolHub
-from node_agent.tools.settings import McpSettings
 from node_agent.tools.supervisor import ServerSupervisor
 
 

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node_agent.tools.descriptors import (
-    DESCRIPTION_MAX_UTF16, MAX_TOOLS, NAME_RE, ListedTool, build_catalog, truncate_utf16, utf16_len,
+    DESCRIPTION_MAX_UTF16,
+    MAX_TOOLS,
+    NAME_RE,
+    ListedTool,
+    build_catalog,
+    truncate_utf16,
+    utf16_len,
 )
 
 

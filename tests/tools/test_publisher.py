@@ -69,7 +69,7 @@ async def test_the_catalog_is_sent_at_once_then_once_per_coalesced_change(autoju
         nursery.cancel_scope.cancel()
     # Both servers' arrivals go out together, `settle` after the first of them.
     assert gateway.sent == [(0, []), (pytest.approx(1.2), ["a_x", "b_y"]), (pytest.approx(2.25), ["b_y"])]
-    assert hub.publication.sent == 1 and hub.publication.kept == 1
+    assert hub.status().sent == 1 and hub.status().kept == 1
 
 
 async def test_a_state_change_that_leaves_the_catalog_as_it_was_sends_nothing(autojump_clock):
@@ -92,11 +92,11 @@ async def test_a_refused_update_is_retried_after_ten_seconds_and_noted(autojump_
     async with trio.open_nursery() as nursery:
         nursery.start_soon(Publisher(hub, retry_after=10, settle=0.2).publish, gateway.send)
         await trio.sleep(5)
-        assert hub.publication.error == "invalid node.pluginTools.update params"
+        assert hub.status().publish_error == "invalid node.pluginTools.update params"
         await trio.sleep(30)
         nursery.cancel_scope.cancel()
     assert [t for t, _ in gateway.sent] == [0, pytest.approx(10.2), pytest.approx(20.4)]
-    assert hub.publication.error is None and hub.publication.kept == 1
+    assert hub.status().publish_error is None and hub.status().kept == 1
 
 
 async def test_what_the_gateway_keeps_is_noted_and_refresh_resends(autojump_clock):
@@ -107,10 +107,10 @@ async def test_what_the_gateway_keeps_is_noted_and_refresh_resends(autojump_cloc
     async with trio.open_nursery() as nursery:
         nursery.start_soon(publisher.publish, gateway.send)
         await trio.sleep(1)
-        assert (hub.publication.sent, hub.publication.kept) == (2, 0)
+        assert (hub.status().sent, hub.status().kept) == (2, 0)
         gateway.keep = True  # approved
         publisher.refresh()
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
-    assert (hub.publication.sent, hub.publication.kept) == (2, 2)
+    assert (hub.status().sent, hub.status().kept) == (2, 2)
     assert len(gateway.sent) == 2

@@ -17,6 +17,7 @@ from node_agent.tools.hub import ToolHub
 from node_agent.tools.supervisor import RestartPolicy, ServerState, ServerSupervisor
 from tests.support.mcp_doubles import MemoryServer, tool_server
 
+
 # Tool functions are async: the SDK runs a sync tool in a worker thread, and the autojump
 # clock would jump while it ran.
 async def echo(text: str) -> str:

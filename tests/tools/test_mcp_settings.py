@@ -1,4 +1,4 @@
-"""The [mcp] table: strict, with errors that name the key and the file."""
+"""The [mcp] table: strict, with errors that name the key and the file (and via load_config)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import tomllib
 
 import pytest
 
+from node_agent.config.mcp import McpSettings
 from node_agent.errors import ConfigError
-from node_agent.tools.settings import McpSettings
 
 EXAMPLE = """
 [mcp.builtin]
@@ -80,6 +80,19 @@ def test_nothing_configured_declares_no_tools():
 ])
 def test_a_bad_table_is_an_error_naming_the_file_and_key(table, message):
     with pytest.raises(ConfigError) as caught:
-        McpSettings.from_table(table, source="/etc/node-agent/config.toml")
+        McpSettings.from_table(table, where="/etc/node-agent/config.toml")
     assert message in str(caught.value)
     assert str(caught.value).startswith("/etc/node-agent/config.toml: ")
+
+
+def test_the_config_file_carries_the_mcp_table(tmp_path):
+    from node_agent.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(EXAMPLE)
+    config = load_config(config_file=path, env={})
+    assert [s.name for s in config.mcp.servers] == ["time", "git"]
+    path.write_text("[mcp]\nservers = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file=path, env={})
+    assert str(caught.value) == f"{path}: mcp.servers must be an array of tables ([[mcp.servers]])"
