@@ -10,7 +10,11 @@ from pathlib import Path
 import trio
 
 from node_agent.agent.status import (
-    McpServerState, McpServerStatus, PublishedTool, StatusBoard, ToolsStatus,
+    McpServerState,
+    McpServerStatus,
+    PublishedTool,
+    StatusBoard,
+    ToolsStatus,
 )
 from node_agent.cli import main as cli_main
 from node_agent.config import load_config

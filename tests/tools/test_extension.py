@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from node_agent.agent.status import McpServerState, StatusBoard, read_status
+from node_agent.agent.status import McpServerState, StatusBoard, from_json, to_json
 from node_agent.config.mcp import McpSettings
 from node_agent.tools.connectors import StdioConnector
 from node_agent.tools.extension import ToolsExtension
@@ -119,7 +119,8 @@ async def test_the_command_is_declared_only_when_something_can_answer_it(autojum
 async def test_tools_are_published_after_hello_ok_and_on_every_change_then_called(autojump_clock, tmp_path):
     memory = MemoryServer("fix", tool_server(echo=echo))
     hub = ToolHub([ServerSupervisor("fix", memory, timeout=5)])
-    gw, status = FakeGateway(), StatusBoard(tmp_path)
+    # No status.json writer here: its worker thread would let the autojump clock run ahead.
+    gw, status = FakeGateway(), StatusBoard(None)
     tools = extension_for(hub, status)
     async with bounded() as nursery:
         agent, conn = await started(gw, tmp_path, tools, nursery, status)
@@ -141,8 +142,7 @@ async def test_tools_are_published_after_hello_ok_and_on_every_change_then_calle
                                         and s.tools.servers[0].restarts == 1)
         assert current.tools.servers[0].state is McpServerState.READY
         nursery.cancel_scope.cancel()
-    on_disk = read_status(tmp_path)
-    assert [p.name for p in on_disk.tools.published] == ["fix_echo"]
+    assert [p.name for p in from_json(to_json(current)).tools.published] == ["fix_echo"]
 
 
 async def test_call_errors_answer_with_mcp_codes_and_bad_params_are_invalid(autojump_clock, tmp_path):
