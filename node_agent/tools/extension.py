@@ -81,8 +81,11 @@ class ToolsExtension:
         """Load the SDK, then supervise every server; keep ``status`` fresh. Root nursery."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._status_loop)
+            began = trio.current_time()
             await self._load()
             self.hub.sdk_loaded = True
+            log.info("MCP SDK loaded in %.2f s; starting %d MCP server(s)", trio.current_time() - began,
+                     sum(1 for s in self.hub.servers if s.enabled))
             await self.hub.run()
 
     async def _status_loop(self) -> None:

@@ -157,3 +157,15 @@ async def test_without_gpio_lines_there_are_no_gpio_tools():
             await hub.call("device", "gpio_write", {"line": "relay", "value": True})
         nursery.cancel_scope.cancel()
     assert caught.value.code == "MCP_TOOL_UNAVAILABLE"
+
+
+def test_gpio_lines_on_an_adapter_without_gpio_stop_the_start():
+    from node_agent.adapters import select_adapter
+    from node_agent.agent.status import StatusBoard
+    from node_agent.errors import ConfigError
+    from node_agent.tools.extension import ToolsExtension
+
+    settings = McpSettings.from_table({"builtin": {"gpio": {"relay": {"chip": "/dev/gpiochip0", "line": 17}}}})
+    with pytest.raises(ConfigError, match="the 'linux' adapter has no GPIO"):
+        ToolsExtension(settings, select_adapter("linux"), StatusBoard(None), agent_started_at=0.0)
+    assert select_adapter("pi").gpio_factory is GpiodLines
