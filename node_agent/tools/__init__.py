@@ -7,6 +7,11 @@ one :class:`~.hub.ToolHub`. Their tools are published to the gateway with
 ``mcp.tools.call.v1``, which a stock OpenClaw gateway forwards to a Linux node once its command
 surface is approved.
 
+Import rule: tools ride on the agent (:mod:`.extension` is the only module that knows the wire,
+through the agent's connection); the rest knows neither the wire nor the agent's link. Importing
+this package is cheap: the MCP SDK (seconds of pydantic model building) is imported only when a
+session opens or the builtin server is built, in a worker thread at start-up (the ``tools`` extra).
+
 Modules, one job each:
 
 * :mod:`.descriptors` (pure): listed tools -> the catalog the gateway accepts.
