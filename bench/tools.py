@@ -18,7 +18,8 @@ MCP servers from PyPI: ``mcp-server-time`` and ``mcp-server-git`` (on a throwawa
 3. Start -> tools published: the paired agent stopped and started ``--starts`` times; from the
    spawn to ``hello-ok`` (the agent's "connected to" line) and to the moment the *gateway's own
    view* (operator ``node.describe`` -> ``nodePluginTools``, polled every 50 ms) holds every tool
-   of both servers. Includes the MCP SDK's import (logged by the agent) and both servers' start.
+   of both servers. Includes the MCP SDK's import (logged by the agent; it waits for hello-ok)
+   and both servers' start.
 """
 
 from __future__ import annotations
@@ -81,14 +82,8 @@ async def run(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
         async with Operator.connect(gw.url, gw.token) as op, trio.open_nursery() as nursery:
             child = await C.Child.spawn(nursery, argv, env=env, cwd=work, log_path=work / "agent.log")
             try:
-                def known() -> str | None:
-                    try:
-                        return json.loads((state / "identity.json").read_text())["deviceId"]
-                    except (OSError, ValueError, KeyError):
-                        return None
-
                 device_id = await C.pair_once(op, lambda: child.proc.poll() is None, "bench-tools",
-                                              known_device_id=known)
+                                              known_device_id=C.identity_reader(state))
                 C.log("paired; waiting for the gateway to hold both servers' tools")
                 expected = await wait_published(op, device_id, child, timeout=180)
                 out["published_tools"] = len(expected)
@@ -159,7 +154,8 @@ async def run(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
                                                               str(plain_cfg)), env=env, cwd=work,
                                         log_path=work / "plain.log")
             try:
-                await child.wait_line(r"connected to ", timeout=60)
+                hello = await child.wait_line(r"connected to ", timeout=60)
+                out["plain_hello_s"] = hello[0] - child.t0
                 await trio.sleep(args.settle)
                 out["rss_without_tools"] = {"agent_mib": C.rss_bytes(child.pid) / C.MIB,
                                             "agent_pss_mib": C.pss_bytes(child.pid) / C.MIB}
@@ -216,6 +212,7 @@ def report(out: dict[str, Any]) -> None:
     print("\n## start -> tools published (paired agent restarted; min / median / max, n)")
     C.print_table(["milestone", "seconds after spawn"], [
         ["hello-ok", C.fmt_summary(hello, "{:.2f}")],
+        ["hello-ok of the same agent without [mcp] (one start)", f"{out['plain_hello_s']:.2f}"],
         ["MCP SDK import (in a worker thread, after start)", C.fmt_summary(sdk, "{:.2f}")],
         ["the gateway's node.describe holds every tool", C.fmt_summary(published, "{:.2f}")],
     ])

@@ -51,6 +51,8 @@ CAP = "mcp"
 METHOD = "node.pluginTools.update"
 #: Answer before the connection's own deadline fires (it would answer a bare ``TIMEOUT``).
 _DEADLINE_MARGIN_S = 0.25
+#: How long the SDK import waits for the node's first hello-ok (see :meth:`ToolsExtension.run`).
+CONNECT_FIRST_S = 10.0
 
 
 class ToolsExtension:
@@ -67,6 +69,7 @@ class ToolsExtension:
         self.hub = hub
         self.publisher = Publisher(self.hub)
         self._conn: Connection | None = None
+        self._first_ready = trio.Event()
 
     def __repr__(self) -> str:
         return f"<ToolsExtension servers={[s.name for s in self.hub.servers]} connected={self._conn is not None}>"
@@ -78,9 +81,16 @@ class ToolsExtension:
     # -- the process-long part ----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Load the SDK, then supervise every server; keep ``status`` fresh. Root nursery."""
+        """Load the SDK, then supervise every server; keep ``status`` fresh. Root nursery.
+
+        The import waits for the node's first ``hello-ok`` (at most :data:`CONNECT_FIRST_S`): it
+        runs in a worker thread, but building pydantic models is Python holding the GIL for a
+        second or more, and the node's own connect (about 0.3 s) would be slowed threefold behind
+        it. The tools come a moment later either way: the servers need the SDK to start."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._status_loop)
+            with trio.move_on_after(CONNECT_FIRST_S):
+                await self._first_ready.wait()
             began = trio.current_time()
             await self._load()
             self.hub.sdk_loaded = True
@@ -108,6 +118,7 @@ class ToolsExtension:
 
     async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
         self._conn = conn
+        self._first_ready.set()
         if not self.settings.declares_tools:
             return
         if conn.session.dialect.name != "openclaw":

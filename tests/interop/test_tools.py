@@ -127,7 +127,9 @@ async def test_published_tools_are_kept_seen_by_the_gateway_and_callable_through
         with pytest.raises(OperatorError) as caught:
             await operator.invoke(device_id, "mcp.tools.call.v1", {"server": "time", "tool": "nope"},
                                   timeout_ms=30_000)
-        assert "MCP_TOOL_UNAVAILABLE" in str(caught.value)
+        # The gateway relays a node's error as UNAVAILABLE "<node code>: <node message>".
+        assert caught.value.code == "UNAVAILABLE"
+        assert caught.value.message == 'MCP_TOOL_UNAVAILABLE: MCP tool "nope" is unavailable on server "time"'
 
         # A crash mid-call: the call fails as MCP_SERVER_UNAVAILABLE, the gateway's view loses
         # the server's tools, and gets them back once it has restarted.

@@ -3,11 +3,7 @@ the daemon published (`tools list`) import neither the MCP SDK nor Trio."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from tests.cli.test_layers import REPO, heavy_in, imported_by, write_identity_and_status
+from tests.cli.test_layers import heavy_in, imported_by, modules_after_loading, write_identity_and_status
 
 SDK = ("mcp", "mcp_types", "pydantic", "node_agent.tools.session", "node_agent.tools.hub")
 
@@ -26,10 +22,5 @@ def test_tools_list_imports_neither_trio_nor_the_sdk(tmp_path):
 def test_loading_a_config_with_an_mcp_section_imports_neither_the_tools_room_nor_the_sdk(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[[mcp.servers]]\nname = "time"\ncommand = ["mcp-server-time"]\n')
-    code = ("import json, sys; from pathlib import Path; from node_agent.config import load_config; "
-            f"c = load_config(config_file=Path({str(config)!r}), env={{}}); assert c.mcp.servers; "
-            "print(json.dumps(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
-                         timeout=60)
-    modules = set(json.loads(out.stdout))
+    modules = modules_after_loading(config, "c.mcp.servers")
     assert not [m for m in modules if m.startswith(("trio", "node_agent.tools", "mcp", "pydantic"))]
