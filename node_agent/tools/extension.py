@@ -33,7 +33,7 @@ import trio
 
 from ..adapters import PlatformAdapter
 from ..agent.commands import CommandContext, CommandRegistry
-from ..agent.connection import INVOKE_MARGIN_S, Connection, retry_while_settling
+from ..agent.connection import DEFAULT_INVOKE_BUDGET_S, INVOKE_MARGIN_S, Connection, retry_while_settling
 from ..agent.status import StatusBoard
 from ..childenv import server_env
 from ..config.mcp import McpSettings
@@ -108,11 +108,11 @@ class ToolsExtension:
 
     async def _call(self, params: dict[str, Any], ctx: CommandContext) -> Any:
         server, tool, arguments = _call_params(params)
-        timeout = None
         request = ctx.request
-        if request is not None and request.timeout_ms:
-            timeout = max(request.timeout_ms / 1000 - INVOKE_MARGIN_S - _DEADLINE_MARGIN_S, 0.05)
-        return await self.hub.call(server, tool, arguments, timeout=timeout)
+        # The connection's own budget for this handler (see Connection._run_invoke), a little less.
+        budget = (request.timeout_ms / 1000 - INVOKE_MARGIN_S if request is not None and request.timeout_ms
+                  else DEFAULT_INVOKE_BUDGET_S)
+        return await self.hub.call(server, tool, arguments, timeout=max(budget - _DEADLINE_MARGIN_S, 0.05))
 
     # -- AgentExtension hooks -----------------------------------------------------------------
 

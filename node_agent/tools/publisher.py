@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from ..errors import SurfacePending
+from ..errors import ConnectionLost, SurfacePending
 from .hub import ToolHub
 from .session import describe
 
@@ -70,6 +70,8 @@ class Publisher:
     async def _send_once(self, send: Send, tools: list[dict[str, Any]], *, quiet: bool) -> bool:
         try:
             reply = await send(tools)
+        except ConnectionLost:
+            return False  # the connection is ending; its nursery ends this loop too
         except SurfacePending:
             # Expected until a person approves the node's commands; node.pair.resolved brings a refresh.
             self.hub.note_publication(sent=len(tools), error="waiting for this node's commands to be approved "
