@@ -544,6 +544,17 @@ async def wait_agent_status(state_dir: Path, *, timeout: float = 30.0, **want: A
             await trio.sleep(0.05)
 
 
+def identity_reader(state_dir: Path) -> Callable[[], str | None]:
+    """``known_device_id`` for :func:`pair_once`: the device id once the agent has written it."""
+    def known() -> str | None:
+        try:
+            return json.loads((state_dir / "identity.json").read_text())["deviceId"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    return known
+
+
 def agent_env(home: Path, token: str) -> dict[str, str]:
     """Environment for ``node-agent run``: PATH and locale, a private HOME, the shared token."""
     env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}

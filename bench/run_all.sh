@@ -51,12 +51,14 @@ if [ "$quick" = 1 ]; then
     rc="--restarts 2"
     many="--sizes 10,100 --settle 3 --idle 5"
     imp="--runs 3"
+    tools="--calls 50 --starts 2 --settle 3"
 else
     s2h="--runs 10 --settle 30 --idle 60"
     tp="--frames 100000 --repeats 5 --invokes 500"
     rc="--restarts 5"
     many="--sizes 10,100,500 --settle 5 --idle 30"
     imp="--runs 10"
+    tools="--calls 200 --starts 5 --settle 10"
 fi
 
 failed=""
@@ -82,6 +84,8 @@ run throughput $tp
 run reconnect $rc $peer
 # shellcheck disable=SC2086
 run many_agents $many
+# shellcheck disable=SC2086
+run tools $tools
 # shellcheck disable=SC2086
 run start_to_hello $s2h $peer --out "$out/start_to_hello-logs"
 

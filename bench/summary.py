@@ -114,6 +114,21 @@ def rows_for(results: dict[str, dict[str, Any]], cmds: dict[str, str]) -> list[l
                 value += f" (gateway-bound: our CPU {r['cpu_during_connect_s']:.1f} s, gateway's {r['gateway_cpu_s']:.0f} s)"
             rows.append([f"{r['n']} agents: all connected (new devices, <= 32 handshakes in flight)",
                          value, "-", "-", "", cmds["many_agents"]])
+    tools = results.get("tools")
+    if tools:
+        rt = tools["round_trip"]
+        rows.append([f"`mcp.tools.call.v1` round trip via the real gateway (mcp-server-time, {rt['calls']} calls)",
+                     f"p50 {rt['p50_ms']:.1f} ms, p99 {rt['p99_ms']:.1f} ms (device.info: p50 "
+                     f"{rt['device_info_p50_ms']:.1f} ms)", "-", "-", "", cmds["tools"]])
+        with_tools, without = tools["rss_with_tools"], tools["rss_without_tools"]
+        rows.append(["agent RSS with two MCP servers (the agent alone; PSS)",
+                     f"{with_tools['agent_mib']:.1f} MiB ({with_tools['agent_pss_mib']:.1f}); without [mcp] "
+                     f"{without['agent_mib']:.1f} MiB", "-", "-", "", cmds["tools"]])
+        published = C.summary(s["published_s"] for s in tools["starts"])
+        rows.append(["start -> the gateway holds every MCP tool (two servers)",
+                     f"{fmt(published['median'] if published else None, '{:.2f}', ' s')} "
+                     f"(n={published['n'] if published else 0})",
+                     "-", "-", "", cmds["tools"]])
     ic = results.get("import_cost")
     if ic:
         rows.append(["python + run-path imports, spawn -> exit", fmt(med(ic, "run_path_imports_s"), "{:.2f}", " s"),
@@ -127,6 +142,7 @@ DEFAULT_COMMANDS = {
     "reconnect": "`bench/reconnect.py --peer`",
     "many_agents": "`bench/many_agents.py`",
     "import_cost": "`bench/import_cost.py`",
+    "tools": "`bench/tools.py`",
 }
 
 

@@ -211,14 +211,8 @@ async def part2_measure(gw: Any, args: argparse.Namespace, work: Path) -> dict[s
     async with Operator.connect(gw.url, gw.token) as op, trio.open_nursery() as nursery:
         child = await C.Child.spawn(nursery, argv, env=env, cwd=work, log_path=work / "agent.log")
         try:
-            def known() -> str | None:
-                try:
-                    return json.loads((state / "identity.json").read_text())["deviceId"]
-                except (OSError, ValueError, KeyError):
-                    return None
-
             device_id = await C.pair_once(op, lambda: child.proc.poll() is None, "bench-invoke",
-                                          known_device_id=known)
+                                          known_device_id=C.identity_reader(state))
             # The approval reaches the live socket (node.pair.resolved); wait until invokes work.
             with trio.fail_after(30):
                 while True:

@@ -7,11 +7,15 @@ shared token (``OPENCLAW_GATEWAY_TOKEN``, kept for the service's lifetime by a s
 file), a password, the paths of token files. A child that inherits them can read them from its
 own ``/proc/PID/environ``, and so can anything that child starts.
 
-Two shapes:
+Three shapes:
 
-* :func:`helper_env` for helper programs (notify-send, espeak-ng, ``say``, STT commands, MCP
-  servers): an allowlist of what such a tool needs to find its binaries, speak the locale and
-  reach the desktop session's sound and notification services, plus the caller's extras.
+* :func:`helper_env` for helper programs (notify-send, espeak-ng, ``say``, STT commands): an
+  allowlist of what such a tool needs to find its binaries, speak the locale and reach the
+  desktop session's sound and notification services, plus the caller's extras.
+* :func:`server_env` for a configured MCP server: the helper allowlist plus the variables a
+  person wrote into its ``env`` table, *by name*: an MCP server's ``GITHUB_TOKEN`` is why that
+  table exists, so a credential-looking name a person configured for that server passes (a
+  registered secret's value still never does, whatever its name).
 * :func:`without_secrets` for a child that should see the node's environment as a person set it
   up (a command run for the agent): everything except what is secret.
 
@@ -61,6 +65,18 @@ def helper_env(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str
     if extra:
         env.update(extra)
     return without_secrets(env)
+
+
+def server_env(configured: Mapping[str, str], *, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A configured MCP server's environment (see module doc): :func:`helper_env` plus
+    ``configured``, except any value this process registered as secret (the gateway's token or
+    password copied into a server's ``env`` by mistake is still dropped)."""
+    from .logs import registered_values
+
+    env = helper_env(base=base)
+    secrets = registered_values()
+    env.update({k: v for k, v in configured.items() if v not in secrets})
+    return env
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:

@@ -126,6 +126,9 @@ async def run_checks(load_config: Callable[[], Config], options: DoctorOptions =
         from .exec.doctor import check_exec
 
         checks.append(await trio.to_thread.run_sync(check_exec, config))
+        from .tools.doctor import check_tools
+
+        checks += await check_tools(config)
     else:
         checks.append(skip("exec approvals", "needs a configuration that loads"))
     checks.append(await check_service(options.unit_files))

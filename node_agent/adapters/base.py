@@ -7,7 +7,8 @@ the wire: they get plain strings and numbers, never frames.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 
@@ -35,6 +36,30 @@ class Indicator(Protocol):
         ...
 
 
+class Gpio(Protocol):
+    """GPIO lines a person named in the configuration. Callers pass those *names*, never a chip
+    or a line offset, so nothing outside the configuration can reach a pin."""
+
+    def lines(self) -> Mapping[str, str]:
+        """``{name: "in" | "out"}`` for every configured line."""
+        ...
+
+    async def read(self, name: str) -> bool:
+        """The line's logical value (``True`` = active, ``active_low`` applied). Raises
+        :class:`GpioError`."""
+        ...
+
+    async def write(self, name: str, value: bool) -> None:
+        """Drive an ``out`` line. Raises :class:`GpioError` (also for an ``in`` line)."""
+        ...
+
+
+class GpioError(LocalError):
+    """A GPIO line could not be read or driven (unknown name, no permission, line busy)."""
+
+    retry = Retry.TRANSIENT
+
+
 class SpeechError(LocalError):
     """The text-to-speech engine is missing, failed or took too long. Transient: nothing about the
     agent is broken, and the next ``say`` may work (an audio device that was busy is free)."""
@@ -54,3 +79,6 @@ class PlatformAdapter:
     speech: Speech | None = None
     indicator: Indicator | None = None
     model_identifier: str | None = None
+    #: Opens the configured GPIO lines (``Sequence[GpioLineSettings] -> Gpio``); ``None`` on
+    #: platforms whose adapter drives no GPIO.
+    gpio_factory: Callable[[Sequence[Any]], Gpio] | None = None

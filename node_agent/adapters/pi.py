@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 
 from .base import PlatformAdapter
+from .gpio import GpiodLines
 from .indicator import _import_gpiod, make_indicator
 from .linux import EspeakSpeech, LinuxNotifier
 
@@ -78,4 +79,4 @@ def make_adapter(*, led: str | None = None, gpio_chip: str | None = None, gpio_l
     return PlatformAdapter(name="pi", platform="linux", device_family="Linux", notifier=LinuxNotifier(),
                            speech=EspeakSpeech(),
                            indicator=make_indicator(led=led, gpio_chip=gpio_chip, gpio_line=gpio_led_line),
-                           model_identifier=board_model())
+                           model_identifier=board_model(), gpio_factory=GpiodLines)

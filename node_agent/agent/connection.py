@@ -60,6 +60,8 @@ log = logging.getLogger("node_agent.connection")
 
 #: Answer this long before the gateway's own invoke deadline, so the result is not "late".
 INVOKE_MARGIN_S = 0.25
+#: A handler's time when the gateway sends no ``timeoutMs``.
+DEFAULT_INVOKE_BUDGET_S = 30.0
 
 
 class ConnectionHooks(Protocol):
@@ -356,7 +358,7 @@ class Connection:
         begun = trio.current_time()
         command = self._registry.get(request.command) if self._registry is not None else None
         ok, payload, code, message = False, None, "UNAVAILABLE", ""
-        budget = (request.timeout_ms / 1000 - INVOKE_MARGIN_S) if request.timeout_ms else 30.0
+        budget = (request.timeout_ms / 1000 - INVOKE_MARGIN_S) if request.timeout_ms else DEFAULT_INVOKE_BUDGET_S
         with trio.CancelScope() as scope:
             self._invokes[request.id] = scope
             try:

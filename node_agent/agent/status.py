@@ -1,7 +1,7 @@
 """What the agent is doing right now, for people and supervisors: one typed model, one writer.
 
 :class:`AgentStatus` is the whole picture (connection state, pairing, the operator link, voice,
-running commands, refused events); ``status.json`` in the state directory is its serialization (camelCase keys),
+running commands, MCP tools, refused events); ``status.json`` in the state directory is its serialization (camelCase keys),
 and :func:`read_status` reads it back through the same model, so ``node-agent status``,
 ``doctor`` and the ``pair`` screen see exactly the fields the daemon wrote, typed.
 
@@ -157,6 +157,59 @@ class ExecStatus:
     last_denials: tuple[ExecDenial, ...] = ()
 
 
+class McpServerState(enum.Enum):
+    """Where one MCP server is in its supervision loop (:mod:`node_agent.tools.supervisor`)."""
+
+    #: Spawning and handshaking (also again after a crash, once the backoff is over).
+    STARTING = "starting"
+    #: Connected and listed: its tools are published.
+    READY = "ready"
+    #: Ended or failed to start; waiting out the backoff before the next start.
+    RESTARTING = "restarting"
+    #: Failed several times in a row: still retried, reported as broken; no tools published.
+    FAILING = "failing"
+    #: ``enabled = false`` in the configuration: never started.
+    DISABLED = "disabled"
+
+
+@attrs.frozen(kw_only=True)
+class McpServerStatus:
+    """One MCP server as ``status`` and ``tools list`` show it."""
+
+    name: str
+    state: McpServerState
+    tools: tuple[str, ...] = ()  # MCP tool names as the server listed them
+    restarts: int = 0
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    stderr: str | None = None  # its last stderr line, its configured secrets masked
+    builtin: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PublishedTool:
+    """One descriptor in ``node.pluginTools.update``: its published name and where it runs."""
+
+    name: str
+    server: str
+    tool: str
+
+
+@attrs.frozen(kw_only=True)
+class ToolsStatus:
+    """The MCP tools room (published by the tools extension): its servers, the descriptors in
+    the catalog, and the last ``node.pluginTools.update``."""
+
+    servers: tuple[McpServerStatus, ...] = ()
+    published: tuple[PublishedTool, ...] = ()  # the catalog now
+    notes: tuple[str, ...] = ()  # tools renamed, cut or left out, and why
+    sent: int | None = None  # descriptors in the last update...
+    kept: int | None = None  # ...and how many the gateway kept (0 until mcp.tools.call.v1 is approved)
+    publish_error: str | None = None
+    published_at_ms: int | None = None
+    sdk_loaded: bool = False
+
+
 @attrs.frozen(kw_only=True)
 class EventRefusal:
     """A ``node.event`` the gateway answered ``handled: false`` (or refused): which, why, how often."""
@@ -195,6 +248,7 @@ class AgentStatus:
     voice: VoiceStatus | None = None
     operator_link: LinkStatus | None = None
     exec: ExecStatus | None = None
+    tools: ToolsStatus | None = None
     refused_events: tuple[EventRefusal, ...] = ()
     #: Set by :func:`read_status` only: the process that wrote the file is gone.
     stale: bool = False

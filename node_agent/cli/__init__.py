@@ -36,7 +36,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 #: Every command module: each adds its parsers with ``set_defaults(func=...)``. Importing them is
 #: cheap (argparse and constants); what a command needs is imported when it runs.
-_COMMANDS = ("run_cmd", "info_cmd", "service_cmd", "doctor_cmd", "voice_cmd", "exec_cmd")
+_COMMANDS = ("run_cmd", "info_cmd", "service_cmd", "doctor_cmd", "voice_cmd", "exec_cmd", "tools_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,6 +100,13 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
         lines.append(f"voice:     mode {current.voice.mode}; unsupported triggers: "
                      f"{', '.join(current.voice.unsupported_triggers) or 'none'}")
     lines += _exec_lines(exec_policy, current.exec)
+    if current.tools is not None:
+        from ..agent.status import McpServerState
+
+        broken = [s.name for s in current.tools.servers if s.state is McpServerState.FAILING]
+        kept = "" if current.tools.kept is None else f", the gateway keeps {current.tools.kept}"
+        lines.append(f"tools:     {len(current.tools.published)} published{kept}"
+                     + (f"; failing: {', '.join(broken)}" if broken else "") + " (node-agent tools list)")
     for refusal in current.refused_events:
         lines.append(f"refused:   node.event {refusal.event} ({refusal.reason}) x{refusal.count}")
     if current.token_save_error:

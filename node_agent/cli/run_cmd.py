@@ -112,16 +112,22 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         # `pair` declares the same commands `run` will: a wider surface later would make the
         # gateway ask a person to approve the node's commands a second time.
         voice.register(registry)
-    exec_ext = _exec_extension(config, adapter, status)
+    audit = _audit_log(config)
+    exec_ext = _exec_extension(config, adapter, status, audit)
     if exec_ext is not None:
         exec_ext.register(registry)  # declared by `pair` too: the same surface, approved once
         exec_ext.prepare_store()
     if pair_mode:
         voice = None  # ...but it does not open the microphone or listen
     link = _operator_link(config, voice, store, identity, record, status) if voice is not None else None
+    tools = _tools_extension(config, adapter, status, audit)
+    if tools is not None:
+        tools.register(registry)  # like voice: `pair` declares mcp.tools.call.v1 too, but starts no server
+        if pair_mode:
+            tools = None
     agent = Agent(config, store=store, identity=identity, record=record, adapter=adapter, status=status,
                   registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, notices=out,
-                  extensions=[ext for ext in (voice, link, exec_ext) if ext is not None] or None)
+                  extensions=[ext for ext in (voice, link, exec_ext, tools) if ext is not None] or None)
     if pair_mode and out is not None:
         out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
             f"  device id: {identity.fingerprint} ({identity.device_id})\n"
@@ -136,6 +142,8 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
             nursery.start_soon(voice.run)
         if link is not None:
             nursery.start_soon(link.run)
+        if tools is not None:
+            nursery.start_soon(tools.run)
         if notifier is not None:
             nursery.start_soon(notifier.watchdog_loop)
             notifier.notify(READY="1", STATUS="starting")
@@ -159,7 +167,15 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
     return code
 
 
-def _exec_extension(config: Config, adapter, status):
+def _audit_log(config: Config):
+    """The one audit log of the process: command runs and MCP tool calls append to it, and one
+    writer rotates it (its size is ``[exec] audit_max_bytes``)."""
+    from ..audit import AUDIT_FILE, AuditLog
+
+    return AuditLog(config.state_dir / AUDIT_FILE, max_bytes=config.exec.audit_max_bytes)
+
+
+def _exec_extension(config: Config, adapter, status, audit):
     """``system.run`` and friends when ``[exec]`` (or the adapter's default) says so."""
     if not config.exec.active_for(adapter.name):
         return None
@@ -168,7 +184,8 @@ def _exec_extension(config: Config, adapter, status):
     from ..childenv import without_secrets
     from ..exec.extension import ExecExtension, build_service
 
-    service = build_service(config.state_dir, base_env=lambda: without_secrets(os.environ), settings=config.exec)
+    service = build_service(config.state_dir, base_env=lambda: without_secrets(os.environ), settings=config.exec,
+                            audit=audit)
     return ExecExtension(service, status)
 
 
@@ -180,6 +197,18 @@ def _voice_extension(config: Config, adapter, status):
     from ..voice.extension import VoiceExtension
 
     return VoiceExtension(config.voice, adapter, status)
+
+
+def _tools_extension(config: Config, adapter, status, audit):
+    """The MCP tools room, when ``[mcp]`` configures a server or the builtin tools. Built before
+    connecting, so a missing SDK or a GPIO line on a board without GPIO stops the start."""
+    if not config.mcp.declares_tools:
+        return None
+    import time
+
+    from ..tools.extension import ToolsExtension
+
+    return ToolsExtension(config.mcp, adapter, status, agent_started_at=time.time(), audit=audit.append)
 
 
 def _operator_link(config: Config, voice, store, identity, record, status):

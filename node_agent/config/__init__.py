@@ -24,7 +24,7 @@ Example ``config.toml``::
     backend = "auto"               # auto | keyring | file | memory
 
 Each section other than the flat ones above is a typed settings class of its own module in
-this package (``[voice]``: :mod:`.voice`; ``[exec]``: :mod:`.exec`), validated as strictly.
+this package (``[voice]``: :mod:`.voice`; ``[exec]``: :mod:`.exec`; ``[mcp]``: :mod:`.mcp`), validated as strictly.
 
 Import rule: this package imports only ``errors`` and ``secret`` (no Trio, no voice, no
 transport): every command, ``node-agent identity`` included, loads it.
@@ -45,6 +45,7 @@ import attrs
 from ..errors import ConfigError
 from ..secret import Secret
 from .exec import ExecSettings
+from .mcp import McpSettings
 from .voice import VoiceSettings
 
 DEFAULT_GATEWAY_URL = "ws://127.0.0.1:18789"
@@ -93,6 +94,7 @@ class Config:
     log_level: str = "info"
     voice: VoiceSettings = attrs.field(factory=VoiceSettings)
     exec: ExecSettings = attrs.field(factory=ExecSettings)
+    mcp: McpSettings = attrs.field(factory=McpSettings)
 
 
 def default_state_dir() -> Path:
@@ -204,10 +206,15 @@ def read_toml(path: Path) -> tuple[dict[str, Any], VoiceSettings | None]:
                 raise ConfigError(f"{path}: [exec] must be a table")
             settings["exec"] = ExecSettings.from_table(table, where=str(path))
             continue
+        if section == "mcp":
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [mcp] must be a table")
+            settings["mcp"] = McpSettings.from_table(table, where=str(path))
+            continue
         schema = _SCHEMA.get(section)
         if schema is None:
             raise ConfigError(f"{path}: unknown section [{_shown(section)}] "
-                              f"(known: {', '.join([*_SCHEMA, 'voice', 'exec'])})")
+                              f"(known: {', '.join([*_SCHEMA, 'voice', 'exec', 'mcp'])})")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
         for key, value in table.items():

@@ -33,9 +33,11 @@ COMMANDS = ("system.run", "system.run.prepare", "system.which", "system.execAppr
 
 
 def build_service(state_dir: Path, *, base_env: Callable[[], Mapping[str, str]],
-                  settings: ExecSettings = ExecSettings()) -> ExecService:
+                  settings: ExecSettings = ExecSettings(), audit: AuditLog | None = None) -> ExecService:
+    """``audit``: the process's one audit log (shared with the MCP tools room, so one writer
+    rotates the file); made here when not given."""
     store = ApprovalsStore(state_dir / FILE_NAME)
-    audit = AuditLog(state_dir / AUDIT_FILE, max_bytes=settings.audit_max_bytes)
+    audit = audit or AuditLog(state_dir / AUDIT_FILE, max_bytes=settings.audit_max_bytes)
     return ExecService(store, base_env=base_env, default_cwd=settings.cwd, audit=audit)
 
 

@@ -74,15 +74,21 @@ def test_the_protocol_core_imports_no_trio_and_nothing_above_it(tmp_path):
                                                    "node_agent.voice", "node_agent.cli", "node_agent.secrets"))]
 
 
-def test_loading_a_config_with_a_voice_section_imports_neither_voice_nor_trio(tmp_path):
-    config = tmp_path / "config.toml"
-    config.write_text('[voice]\nenabled = true\nlocal_triggers = ["hey jarvis"]\n')
+def modules_after_loading(config: Path, check: str) -> set[str]:
+    """The modules a fresh interpreter holds after loading the config file ``config`` and
+    asserting ``check`` (an expression on the loaded config ``c``)."""
     code = ("import json, sys; from pathlib import Path; from node_agent.config import load_config; "
-            f"c = load_config(config_file=Path({str(config)!r}), env={{}}); assert c.voice.enabled; "
+            f"c = load_config(config_file=Path({str(config)!r}), env={{}}); assert {check}; "
             "print(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
                          timeout=60)
-    assert heavy_in(set(json.loads(out.stdout))) == []
+    return set(json.loads(out.stdout))
+
+
+def test_loading_a_config_with_a_voice_section_imports_neither_voice_nor_trio(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[voice]\nenabled = true\nlocal_triggers = ["hey jarvis"]\n')
+    assert heavy_in(modules_after_loading(config, "c.voice.enabled")) == []
 
 
 def test_the_exec_policy_command_stays_light(tmp_path: Path) -> None:

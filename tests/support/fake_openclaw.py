@@ -90,6 +90,8 @@ class FakeGateway:
         #: gateway's connect snapshot (voicewake.changed) can overtake hello-ok this way.
         self.events_before_hello: list[tuple[str, Any]] = []
         self.connections: list[GatewayConn] = []
+        #: Reply payloads by method (a function of the request's params); default ``{"ok": true}``.
+        self.replies: dict[str, Any] = {}
         self.attempt_times: list[float] = []
         self.new_connection = trio.Event()
         self._ids = itertools.count(1)
@@ -182,7 +184,9 @@ class FakeGateway:
             conn.requests.append(req)
             conn.request_event.set()
             if req.get("type") == "req":
-                await conn.send({"type": "res", "id": req["id"], "ok": True, "payload": {"ok": True}})
+                reply = self.replies.get(req.get("method"))
+                payload = reply(req.get("params")) if reply is not None else {"ok": True}
+                await conn.send({"type": "res", "id": req["id"], "ok": True, "payload": payload})
 
     def _check_connect(self, params: dict[str, Any], nonce: str, ts: int) -> tuple[dict[str, Any], int] | None:
         def invalid(message: str, code: str | None = None, **details: Any) -> tuple[dict[str, Any], int]:
