@@ -11,7 +11,7 @@ import pytest
 from node_agent.cli import main
 from node_agent.config import Config
 from node_agent.doctor import Status
-from node_agent.exec.doctor import check_exec
+from node_agent.doctor.exec_approvals import check_exec
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
