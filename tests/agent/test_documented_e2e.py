@@ -50,7 +50,7 @@ async def test_full_pairing_by_code_then_reconnect_with_token_only(tmp_path):
 async def test_a_code_on_a_screen_is_one_log_line_and_a_daemon_logs_the_whole_of_it(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="node_agent")
 
-    async def announce(messages: list[str] | None) -> tuple[list[tuple[int, str]], str]:
+    async def announce(messages: Messages | None) -> tuple[list[tuple[int, str]], str]:
         caplog.clear()
         async with open_documented_gateway(shared_token=SHARED, code_factory=lambda: "977009") as gw, \
                 trio.open_nursery() as nursery:
@@ -63,12 +63,12 @@ async def test_a_code_on_a_screen_is_one_log_line_and_a_daemon_logs_the_whole_of
         return said, agent.identity.fingerprint
 
     with trio.fail_after(20):
-        shown: list[str] = []
+        shown = Messages()
         said, fingerprint = await announce(shown)  # `pair`: the screen shows it, the log keeps one line
         assert len(said) == 1 and said[0][0] == logging.INFO
         assert re.fullmatch(r"pairing code 977009, valid until \d\d:\d\d:\d\d: enter it on the gateway to "
                             rf"approve kitchen \(device {fingerprint}\)", said[0][1]), said
-        assert shown == [f"Pairing code: 977009\nEnter this code on the gateway to approve kitchen "
+        assert shown.texts == [f"Pairing code: 977009\nEnter this code on the gateway to approve kitchen "
                          f"(device {fingerprint})."]
         said, fingerprint = await announce(None)  # `run`: the log is all a person has
         assert said == [(logging.WARNING, "Pairing code: 977009"),

@@ -63,6 +63,7 @@ PAIRED = (
     "HH:MM:SS INFO    node_agent.agent: node commands approved: this node is fully pa",
     "ired",
     "node commands approved: this node is fully paired",
+    "HH:MM:SS INFO    node_agent.agent: node agent stopped (exit status 0)",
     "paired: this device is an approved node. Run the service or `node-agent run`.",
 )
 
