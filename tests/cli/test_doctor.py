@@ -5,14 +5,10 @@ exit codes of the CLI."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import os
 import shutil
-import socket
-import ssl
 import sys
 import threading
 import types
@@ -21,8 +17,6 @@ from typing import Any
 
 import pytest
 import trio
-import trustme
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from node_agent import doctor
 from node_agent.agent.status import AgentStatus
@@ -44,6 +38,7 @@ from node_agent.secret import Secret
 from node_agent.secrets import DEVICE_KEY, FileStore, device_token_key
 from node_agent.service.spec import ServiceSpec
 from node_agent.service.systemd import render_unit
+from tests.support.peers import CHALLENGE, closed_port, leaf_sha256, serve_http_refusal, serve_ws, tls_pair
 
 TIMEOUT = 10.0
 NAMES = ["config", "state dir", "secret store", "identity", "gateway", "tls", "pairing", "audio", "wake word",
@@ -95,45 +90,10 @@ def assert_reported(check: Check, status: Status, *words: str) -> None:
         assert "\n" not in check.fix
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def make_identity(state_dir: Path) -> DeviceIdentity:
     store = FileStore(state_dir / "secrets.json")
     identity, _ = await load_or_create(state_dir, store, platform="linux", device_family="Linux")
     return identity
-
-
-CHALLENGE = json.dumps({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n-1", "ts": 1}})
-
-
-@functools.cache
-def _tls() -> tuple[trustme.CA, trustme.LeafCert]:
-    ca = trustme.CA()
-    return ca, ca.issue_cert("127.0.0.1")
-
-
-async def start_ws_server(nursery: trio.Nursery, *, first: str | None, tls: bool = False) -> int:
-    """A WebSocket server on 127.0.0.1 that sends ``first`` (or nothing) and then waits."""
-    ssl_context = None
-    if tls:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        _tls()[1].configure_cert(ssl_context)
-
-    async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        if first is not None:
-            await ws.send_message(first)
-        with trio.move_on_after(TIMEOUT), contextlib.suppress(ConnectionClosed):
-            await ws.get_message()  # doctor closes first
-
-    server = await nursery.start(functools.partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context,
-                                                   handler_nursery=nursery))
-    return server.port
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -319,7 +279,7 @@ async def test_gateway_on_a_closed_port_is_unreachable(config_file, state_dir):
 
 async def test_silent_websocket_server_is_not_an_openclaw_gateway(config_file, state_dir):
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=None)
+        port = await serve_ws(nursery)
         url = f"ws://127.0.0.1:{port}"
         checks = await run(config_file, state_dir, gateway_url=url)
         assert_reported(checks["gateway"], Status.WARN, "no connect.challenge", "not an OpenClaw gateway",
@@ -340,7 +300,7 @@ async def test_documented_gateway_double_reads_as_the_documented_dialect(config_
 
 async def test_gateway_that_sends_a_challenge_is_openclaw(config_file, state_dir):
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE)
+        port = await serve_ws(nursery, first=CHALLENGE)
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}")
         assert_reported(checks["gateway"], Status.OK, "OpenClaw gateway", "connect.challenge")
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}", protocol="jsonrpc")
@@ -349,14 +309,8 @@ async def test_gateway_that_sends_a_challenge_is_openclaw(config_file, state_dir
 
 
 async def test_http_server_that_refuses_the_upgrade(config_file, state_dir):
-    async def http(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
-        await stream.aclose()
-
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, http, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        port = await serve_http_refusal(nursery)
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}")
         assert_reported(checks["gateway"], Status.FAIL, "refused the WebSocket upgrade", "404")
         nursery.cancel_scope.cancel()
@@ -365,7 +319,7 @@ async def test_http_server_that_refuses_the_upgrade(config_file, state_dir):
 async def test_tls_pin_mismatch_fails_and_stops_before_the_websocket(config_file, state_dir):
     wrong_pin = hashlib.sha256(b"some other certificate").hexdigest()
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE, tls=True)
+        port = await serve_ws(nursery, first=CHALLENGE, tls=True)
         checks = await run(config_file, state_dir, gateway_url=f"wss://127.0.0.1:{port}",
                            tls_fingerprint=wrong_pin)
         nursery.cancel_scope.cancel()
@@ -374,13 +328,13 @@ async def test_tls_pin_mismatch_fails_and_stops_before_the_websocket(config_file
 
 
 async def test_tls_pin_match_and_ca_verification(config_file, state_dir, tmp_path):
-    ca, leaf = _tls()
-    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
-    pin = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    ca, _ = tls_pair()
+    digest = leaf_sha256()
+    pin = ":".join(digest[i:i + 2].upper() for i in range(0, 64, 2))
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE, tls=True)
+        port = await serve_ws(nursery, first=CHALLENGE, tls=True)
         url = f"wss://127.0.0.1:{port}"
         pinned = await run(config_file, state_dir, gateway_url=url, tls_fingerprint=pin)
         with_ca = await run(config_file, state_dir, gateway_url=url, tls_ca_file=str(ca_file))
@@ -659,7 +613,7 @@ class ThreadGateway:
         with trio.CancelScope() as self._cancel:
             self._token = trio.lowlevel.current_trio_token()
             async with trio.open_nursery() as nursery:
-                self.port = await start_ws_server(nursery, first=CHALLENGE)
+                self.port = await serve_ws(nursery, first=CHALLENGE)
                 self._ready.set()
                 await trio.sleep_forever()
 

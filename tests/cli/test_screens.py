@@ -2,7 +2,8 @@
 screen, the status screen in each state, and the doctor report, at a fixed width and time.
 
 The renderers are pure (node_agent/cli/screens.py); the pty tests (test_screens_pty.py) show
-the same screens through a real terminal. Times are rendered in UTC here (TZ is set per test).
+the same screens through a real terminal, from the same goldens (goldens.py). Times are
+rendered in UTC here (TZ is set per test).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from node_agent.agent.status import AgentStatus, LinkState
 from node_agent.cli.screens import big_digits, fit, render_code, render_doctor, render_notice, render_status, time_left
 from node_agent.doctor import Check, Status
 from node_agent.protocol import PairingPending
-from tests.cli.status_cases import CASES, DEVICE, NEVER_RUN, NOW, URL
+from tests.cli.goldens import CASES, CODE_977009, DEVICE, NEVER_RUN, NOW, URL
 
 
 @pytest.fixture(autouse=True)
@@ -132,11 +133,7 @@ def test_the_code_screen_shows_the_code_once_large_with_the_time_left():
         "",
         "  Enter this code on the gateway:",
         "",
-        "     ___    ___    ___    ___    ___    ___",
-        "    |   |      |      |  |   |  |   |  |   |",
-        "    |___|      |      |  |   |  |   |  |___|",
-        "        |      |      |  |   |  |   |      |",
-        "     ___|      |      |  |___|  |___|   ___|",
+        *CODE_977009,
         "",
         "  It expires in 5 min (at 14:18:20).",
         "",

@@ -29,7 +29,7 @@ from node_agent.agent.status import STATUS_FILE, to_json
 from node_agent.identity import IDENTITY_FILE, DeviceIdentity, IdentityRecord, b64url, write_record
 from node_agent.secret import Secret
 from node_agent.secrets import DEVICE_KEY, FileStore
-from tests.cli.status_cases import CASES, NEVER_RUN, URL
+from tests.cli.goldens import CASES, CODE_977009, NEVER_RUN, URL
 from tests.support.documented_gateway import open_documented_gateway
 from tests.support.terminal import cli_env, fixed_tmp_dir, node_agent, normalize, open_terminal
 
@@ -115,11 +115,7 @@ CODE_SCREEN = (
     "",
     "  Enter this code on the gateway:",
     "",
-    "     ___    ___    ___    ___    ___    ___",
-    "    |   |      |      |  |   |  |   |  |   |",
-    "    |___|      |      |  |   |  |   |  |___|",
-    "        |      |      |  |   |  |   |      |",
-    "     ___|      |      |  |___|  |___|   ___|",
+    *CODE_977009,
     "",
     "  It expires in 5 min (at HH:MM:SS).",
 )
@@ -140,6 +136,7 @@ async def test_the_documented_pair_screen_shows_the_code_once_large_then_status_
                 assert await gw.enter_code("977009") is True
                 assert await term.wait_exit() == 0
                 pair_screen = term.screen(normalized=True)
+            print(f"--- the documented pair screen, at the end ---\n{pair_screen}")  # shown with -s
             assert pair_screen == rows(
                 *PAIR_HEAD, *CODE_SCREEN,
                 "",

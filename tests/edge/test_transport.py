@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import ssl
 
 import pytest
 import trio
 
 from node_agent.errors import ConfigError, GatewayUnreachable
 from node_agent.transport import PeerCertificate, Stage, UpgradeInterrupted, open_transport, probe
+from tests.support.peers import CHALLENGE, closed_port, leaf_sha256, serve_http_refusal, serve_ws, tls_pair
 
 
 async def run_against(handler) -> GatewayUnreachable:
@@ -106,34 +104,8 @@ async def test_a_stop_that_meets_the_pong_bug_is_absorbed_by_the_stop_not_raised
 
 # --- probe: the same road, for doctor -------------------------------------------------------------
 
-CHALLENGE = '{"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1}}'
-
-
-async def serve_ws(nursery, *, first=None, close_code=None, ssl_context=None) -> int:
-    """A WebSocket server on 127.0.0.1: sends ``first``, or closes with ``close_code``, or waits."""
-    from trio_websocket import serve_websocket
-
-    async def handler(request):
-        ws = await request.accept()
-        if close_code is not None:
-            await ws.aclose(close_code)
-            return
-        if first is not None:
-            await ws.send_message(first)
-        with trio.move_on_after(10):
-            with contextlib.suppress(Exception):
-                await ws.get_message()
-
-    server = await nursery.start(functools.partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context,
-                                                   handler_nursery=nursery))
-    return server.port
-
-
 async def test_probe_of_a_closed_port_fails_in_tcp_with_the_transports_own_words():
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     result = await probe(f"ws://127.0.0.1:{port}", connect_timeout=5, window=0.2)
     assert (result.failed_in, result.tcp_after_s, result.opened) == (Stage.TCP, None, False)
     assert result.error.message == f"cannot reach 127.0.0.1:{port}: Connection refused"
@@ -157,14 +129,8 @@ async def test_probe_hears_what_the_gateway_says_first_or_its_silence_or_its_clo
 
 
 async def test_probe_of_an_http_server_fails_in_the_upgrade_with_its_status():
-    async def refuse(stream):
-        await stream.receive_some(4096)
-        await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
-        await stream.aclose()
-
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        port = await serve_http_refusal(nursery)
         result = await probe(f"ws://127.0.0.1:{port}")
         nursery.cancel_scope.cancel()
     assert result.failed_in is Stage.UPGRADE and result.tcp_after_s is not None
@@ -184,29 +150,14 @@ async def test_probe_of_a_server_that_never_upgrades_names_the_stage_it_waited_i
     assert result.error.message == f"TCP to 127.0.0.1:{port} works but no WebSocket upgrade within 0.5 s"
 
 
-@functools.cache
-def _tls():
-    import trustme
-
-    ca = trustme.CA()
-    return ca, ca.issue_cert("127.0.0.1")
-
-
-def _server_ssl():
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    _tls()[1].configure_cert(context)
-    return context
-
-
 async def test_probe_over_tls_records_the_certificate_and_each_way_tls_can_fail(tmp_path):
-    ca, leaf = _tls()
-    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
-    actual = hashlib.sha256(der).hexdigest()
+    ca, _ = tls_pair()
+    actual = leaf_sha256()
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            port = await serve_ws(nursery, first=CHALLENGE, ssl_context=_server_ssl())
+            port = await serve_ws(nursery, first=CHALLENGE, tls=True)
             url = f"wss://127.0.0.1:{port}"
             pinned = await probe(url, fingerprint=actual, window=5)
             verified = await probe(url, ca_file=str(ca_file), window=5)

@@ -1,6 +1,7 @@
-"""The ``status`` screen in each state: the status the agent wrote, and the golden screen.
+"""Golden screens shared by the pure tests (test_screens.py) and the pty tests
+(test_screens_pty.py): the code screen's digits, and the ``status`` screen in each state.
 
-One table for two tests: test_screens.py renders each status with the pure renderer at
+For the status screen, one table for two tests: test_screens.py renders each status with the pure renderer at
 :data:`NOW` (UTC) and compares exactly; test_screens_pty.py writes each status to a
 ``status.json``, runs ``node-agent status`` on a real 80-column pty and compares the screen,
 with the times masked (tests/support/terminal.py: ``normalize``). A builder takes the time and
@@ -19,6 +20,15 @@ from node_agent.agent.status import (
     PairingStatus,
     Surface,
     VoiceStatus,
+)
+
+#: The code screen's digits for the code 977009 (indented as the screen shows them).
+CODE_977009 = (
+    "     ___    ___    ___    ___    ___    ___",
+    "    |   |      |      |  |   |  |   |  |   |",
+    "    |___|      |      |  |   |  |   |  |___|",
+    "        |      |      |  |   |  |   |      |",
+    "     ___|      |      |  |___|  |___|   ___|",
 )
 
 # 2026-09-21 14:13:20 UTC
