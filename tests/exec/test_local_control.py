@@ -55,7 +55,7 @@ def test_an_unusable_document_is_reported_and_never_edited(tmp_path: Path, capsy
     check = check_exec(Config(state_dir=tmp_path))
     assert check.status is Status.FAIL and "chmod 600" in (check.fix or "")
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(tmp_path))
-    assert "exec:      NOT IN FORCE" in out
+    assert "exec:       NOT IN FORCE" in out
 
 
 def test_doctor_and_status_show_the_policy_in_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
