@@ -11,21 +11,28 @@ through :meth:`WebSocketTransport.ping` when the gateway has been silent, and de
 dead with :class:`PingTimeout` when no pong comes back). TLS: system CAs by default, an
 extra CA file, or a pinned SHA-256 certificate fingerprint (checked after the TLS handshake,
 before any WebSocket byte is sent).
+
+:func:`probe` is the same road for ``node-agent doctor``: it opens the transport exactly as the
+daemon does, notes how far the connect got (TCP, TLS, upgrade) and what certificate the gateway
+showed, waits a short window for the gateway to speak first, and reports it all as a
+:class:`Probe` with our own error; doctor never touches a socket or a library type itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import ssl
 from typing import Any, AsyncIterator, NoReturn, Protocol
 from urllib.parse import urlsplit
 
+import attrs
 import trio
 import trio_websocket
 
 from .config import normalize_fingerprint
-from .errors import ConfigError, ConnectionLost, GatewayUnreachable, RemoteProtocolError
+from .errors import ConfigError, ConnectionLost, GatewayUnreachable, NodeAgentError, RemoteProtocolError
 
 MAX_MESSAGE_SIZE = 32 * 1024 * 1024
 
@@ -106,23 +113,70 @@ def ssl_context_for(url: str, *, ca_file: str | None = None, fingerprint: str | 
     return ctx
 
 
+class Stage(enum.Enum):
+    """How far a connect gets, in order. A failed connect fails *in* one of them."""
+
+    TCP = "tcp"
+    TLS = "tls"
+    UPGRADE = "upgrade"
+    #: Upgraded: the WebSocket is open.
+    OPEN = "open"
+
+
+@attrs.frozen(kw_only=True)
+class PeerCertificate:
+    """The certificate the gateway showed in the TLS handshake (no secret: it is public)."""
+
+    #: SHA-256 of the DER certificate, lowercase hex: what ``tls_fingerprint`` pins.
+    sha256: str
+    #: ``"pin"``: checked against ``tls_fingerprint`` only; ``"ca"``: verified for the host by a CA.
+    checked_by: str
+    #: The certificate's ``notAfter`` (only known when a CA verified it).
+    not_after: str | None = None
+
+
+@attrs.define
+class ConnectTrace:
+    """What one connect attempt got to: written by :func:`open_transport` as it goes, so a
+    caller that sees it fail knows where (doctor's TLS and gateway lines come from this)."""
+
+    stage: Stage = Stage.TCP
+    #: Seconds (trio clock) at which each stage was reached.
+    started_at: float = 0.0
+    tcp_at: float | None = None
+    open_at: float | None = None
+    certificate: PeerCertificate | None = None
+
+
 @contextlib.asynccontextmanager
 async def open_transport(url: str, *, connect_timeout: float = 10.0, ca_file: str | None = None,
-                         fingerprint: str | None = None,
-                         max_message_size: int = MAX_MESSAGE_SIZE) -> AsyncIterator[WebSocketTransport]:
-    """Open the WebSocket; on exit, close it (1000) if still open. One nursery per connection."""
+                         fingerprint: str | None = None, max_message_size: int = MAX_MESSAGE_SIZE,
+                         trace: ConnectTrace | None = None) -> AsyncIterator[WebSocketTransport]:
+    """Open the WebSocket; on exit, close it (1000) if still open. One nursery per connection.
+    ``trace``, when given, records how far the connect got."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ConfigError(f"gateway URL must be ws:// or wss:// with a host, got {url!r}")
     host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+    except ValueError:
+        raise ConfigError("gateway URL has a port that is not a number from 1 to 65535") from None
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    ctx = ssl_context_for(url, ca_file=ca_file, fingerprint=fingerprint)
+    trace = trace if trace is not None else ConnectTrace()
+    trace.started_at = trio.current_time()
+    try:
+        ctx = ssl_context_for(url, ca_file=ca_file, fingerprint=fingerprint)
+    except (OSError, ssl.SSLError) as exc:
+        trace.stage = Stage.TLS
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(f"cannot load the CA file {ca_file}: {reason}",
+                          hint="point tls_ca_file (--tls-ca) at a readable PEM bundle") from None
     pin = normalize_fingerprint(fingerprint) if fingerprint else None
 
     try:
         async with trio.open_nursery() as nursery:
-            ws = await _connect(nursery, host, port, resource, ctx, pin, connect_timeout, max_message_size)
+            ws = await _connect(nursery, host, port, resource, ctx, pin, connect_timeout, max_message_size, trace)
             transport = WebSocketTransport(ws, url)
             try:
                 yield transport
@@ -138,25 +192,35 @@ async def open_transport(url: str, *, connect_timeout: float = 10.0, ca_file: st
 
 
 async def _connect(nursery: trio.Nursery, host: str, port: int, resource: str, ctx: ssl.SSLContext | None,
-                   pin: str | None, connect_timeout: float, max_message_size: int) -> trio_websocket.WebSocketConnection:
+                   pin: str | None, connect_timeout: float, max_message_size: int,
+                   trace: ConnectTrace) -> trio_websocket.WebSocketConnection:
     try:
         with trio.fail_after(connect_timeout):
+            trace.stage = Stage.TCP
             stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            trace.tcp_at = trio.current_time()
             if ctx is not None:
+                trace.stage = Stage.TLS
                 ssl_stream = trio.SSLStream(stream, ctx, server_hostname=host)
                 await ssl_stream.do_handshake()
-                if pin is not None:
-                    cert = ssl_stream.getpeercert(binary_form=True) or b""
-                    if hashlib.sha256(cert).hexdigest() != pin:
-                        await ssl_stream.aclose()
-                        raise ConfigError(
-                            "gateway TLS certificate does not match the pinned fingerprint; refusing to connect",
-                            hint="if the gateway's certificate was replaced on purpose, update tls_fingerprint")
+                der = ssl_stream.getpeercert(binary_form=True) or b""
+                actual = hashlib.sha256(der).hexdigest()
+                # getpeercert() has fields only when a CA verified the chain (not under a pin).
+                trace.certificate = PeerCertificate(sha256=actual, checked_by="pin" if pin else "ca",
+                                                    not_after=(ssl_stream.getpeercert() or {}).get("notAfter"))
+                if pin is not None and actual != pin:
+                    await ssl_stream.aclose()
+                    raise ConfigError(
+                        "gateway TLS certificate does not match the pinned fingerprint; refusing to connect",
+                        hint="if the gateway's certificate was replaced on purpose, update tls_fingerprint")
                 stream = ssl_stream
+            trace.stage = Stage.UPGRADE
             host_header = host if port in (80, 443) else f"{host}:{port}"
-            return await _upgrade(nursery, stream, host_header, resource, max_message_size)
+            ws = await _upgrade(nursery, stream, host_header, resource, max_message_size)
+            trace.stage, trace.open_at = Stage.OPEN, trio.current_time()
+            return ws
     except BaseException as exc:
-        error = _translate(exc, f"{host}:{port}", connect_timeout)
+        error = _translate(exc, f"{host}:{port}", connect_timeout, trace.stage)
         if error is None:
             raise
         raise error from None
@@ -221,12 +285,21 @@ async def _upgrade(nursery: trio.Nursery, stream: trio.abc.Stream, host_header: 
     return result[0]
 
 
-def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> Exception | None:
+_TOO_SLOW = {
+    Stage.TCP: "no TCP connection to {where} within {timeout:g} s",
+    Stage.TLS: "TCP to {where} works but the TLS handshake did not finish within {timeout:g} s",
+    Stage.UPGRADE: "TCP to {where} works but no WebSocket upgrade within {timeout:g} s",
+}
+
+
+def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0,
+               stage: Stage = Stage.UPGRADE) -> Exception | None:
     """Our error for a library error at the I/O edge, or None if it is not ours to translate."""
     if isinstance(exc, (ConfigError, GatewayUnreachable, ConnectionLost, RemoteProtocolError)):
         return exc
     if isinstance(exc, trio.TooSlowError):
-        return GatewayUnreachable(f"no WebSocket to {where} within {connect_timeout:g} s")
+        return GatewayUnreachable(_TOO_SLOW.get(stage, _TOO_SLOW[Stage.UPGRADE]).format(
+            where=where, timeout=connect_timeout))
     if isinstance(exc, trio_websocket.ConnectionRejected):
         status = getattr(exc, "status_code", None)
         body = (getattr(exc, "body", None) or b"")[:120].decode("utf-8", "replace").strip()
@@ -242,8 +315,13 @@ def _translate(exc: BaseException, where: str, connect_timeout: float = 0.0) -> 
         return ConnectionLost(f"connection closed (code {reason.code if reason else None})",
                               close_code=reason.code if reason else None)
     ssl_error = _root_cause(exc, ssl.SSLError)
-    if ssl_error is not None:  # trio wraps it in BrokenResourceError
-        return GatewayUnreachable(f"TLS handshake with {where} failed: {ssl_error.reason or ssl_error}")
+    if isinstance(ssl_error, ssl.SSLCertVerificationError):  # trio wraps it in BrokenResourceError
+        return GatewayUnreachable(
+            f"the TLS certificate of {where} does not verify: {ssl_error.verify_message or ssl_error.reason}",
+            hint="give the gateway's CA with --tls-ca (tls_ca_file), or pin its certificate with tls_fingerprint")
+    if ssl_error is not None:
+        return GatewayUnreachable(f"TLS handshake with {where} failed: {ssl_error.reason or ssl_error}",
+                                  hint="check that the gateway serves TLS on this port (else use ws://)")
     if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
         return GatewayUnreachable(f"cannot reach {where}: {_os_reason(exc)}")
     return None
@@ -260,17 +338,20 @@ def _root_cause(exc: BaseException, kind: type) -> Any:
 
 
 def _os_reason(exc: BaseException) -> str:
-    """The useful words: trio's "all attempts to connect failed" hides them one level down."""
-    if getattr(exc, "strerror", None):
-        return exc.strerror  # type: ignore[attr-defined,return-value]
+    """The useful words. Trio's "all attempts to connect failed" keeps the real errors (one per
+    address) in an exception group one level down, and each of their strerrors repeats the
+    address ("Error connecting to ('127.0.0.1', 1): Connection refused"): keep the reasons,
+    once each."""
     cause = exc.__cause__
     if isinstance(cause, BaseExceptionGroup):
-        reasons = {getattr(e, "strerror", None) or type(e).__name__ for e in cause.exceptions}
-        return ", ".join(sorted(r for r in reasons if r))
-    if cause is not None and getattr(cause, "strerror", None):
-        return cause.strerror  # type: ignore[attr-defined,return-value]
-    text = str(exc)
-    return text if text and len(text) < 120 else type(exc).__name__
+        errors: list[BaseException] = list(cause.exceptions)
+    elif getattr(exc, "strerror", None) or cause is None:
+        errors = [exc]
+    else:
+        errors = [cause]
+    reasons = [getattr(e, "strerror", None) or str(e) or type(e).__name__ for e in errors]
+    text = ", ".join(dict.fromkeys(r.rsplit(": ", 1)[-1] for r in reasons))
+    return text if text and len(text) < 160 else type(exc).__name__
 
 
 def raise_translated(group: BaseExceptionGroup, where: str) -> NoReturn:
@@ -309,6 +390,81 @@ def _translate_group(group: BaseExceptionGroup, where: str) -> Exception | None:
     rejected = [t for t, e in zip(translated, leaves) if isinstance(e, trio_websocket.ConnectionRejected)]
     ours = [t for t, e in zip(translated, leaves) if t is e and not isinstance(e, UpgradeInterrupted)]
     return (rejected or ours or translated)[0]
+
+
+# --- the probe (doctor) ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Probe:
+    """What :func:`probe` found. Exactly one of two shapes:
+
+    * the connect failed: ``error`` is our typed error, ``failed_in`` the stage it failed in;
+    * the WebSocket opened: ``first_frame`` is what the gateway sent unprompted within the
+      window (None: silence), or ``closed`` the close that came instead.
+
+    Times are seconds from the start of the attempt (the trio clock).
+    """
+
+    url: str
+    #: ``host:port``, as the error messages name it.
+    where: str
+    #: How long the probe listened for a first frame.
+    window_s: float
+    error: NodeAgentError | None = None
+    failed_in: Stage | None = None
+    #: When TCP connected (None: it did not).
+    tcp_after_s: float | None = None
+    certificate: PeerCertificate | None = None
+    open_after_s: float | None = None
+    first_frame: str | bytes | None = None
+    #: When the first frame came, or the window ended without one.
+    heard_after_s: float | None = None
+    closed: ConnectionLost | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self.error is None
+
+
+async def probe(url: str, *, connect_timeout: float = 5.0, window: float = 2.0, ca_file: str | None = None,
+                fingerprint: str | None = None) -> Probe:
+    """Open the transport the daemon opens, listen ``window`` s for the gateway to speak first,
+    close it (1000), and say what happened. Never raises for gateway trouble (only for
+    cancellation): every failure is a :class:`Probe` with our error in it."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # open_transport says what is wrong with the URL
+        port = None
+    where = f"{parts.hostname or ''}:{port or (443 if parts.scheme == 'wss' else 80)}"
+    trace = ConnectTrace()
+    first: str | bytes | None = None
+    closed: ConnectionLost | None = None
+    heard_at: float | None = None
+    try:
+        async with open_transport(url, connect_timeout=connect_timeout, ca_file=ca_file, fingerprint=fingerprint,
+                                  trace=trace) as transport:
+            with trio.move_on_after(window):
+                try:
+                    first = await transport.receive()
+                except ConnectionLost as exc:
+                    closed = exc
+            heard_at = trio.current_time()
+    except NodeAgentError as exc:
+        if trace.stage is not Stage.OPEN:
+            return _probe_result(url, where, window, trace, error=exc, failed_in=trace.stage)
+        # The socket broke while closing after the window: what was heard still stands.
+    return _probe_result(url, where, window, trace, first_frame=first, closed=closed,
+                         heard_after_s=None if heard_at is None else heard_at - trace.started_at)
+
+
+def _probe_result(url: str, where: str, window: float, trace: ConnectTrace, **fields: Any) -> Probe:
+    def since(at: float | None) -> float | None:
+        return None if at is None else at - trace.started_at
+
+    return Probe(url=url, where=where, window_s=window, tcp_after_s=since(trace.tcp_at), certificate=trace.certificate,
+                 open_after_s=since(trace.open_at), **fields)
 
 
 class PingTimeout(ConnectionLost):

@@ -55,10 +55,12 @@ def stderr_tail(result: ProcessResult, limit: int = 200) -> str:
 async def speak_with(run: ProcessRunner, tool: str, argv: Sequence[str], *, timeout_s: float, stdin: bytes = b"",
                      env: Mapping[str, str] | None = None, missing_hint: str | None = None,
                      failed: Callable[[ProcessResult], bool] = lambda result: result.returncode != 0,
-                     failure_hint: str | None = None) -> None:
+                     failure_hint: str | None = None,
+                     explain: Callable[[ProcessResult], SpeechError | None] | None = None) -> None:
     """Run a speech engine to the end. Every way it can go wrong (missing, cannot start, hangs,
     fails) becomes a :class:`SpeechError` naming ``tool``; ``failed`` decides what counts as a
-    failure for engines that exit 0 on error."""
+    failure for engines that exit 0 on error, and ``explain`` may turn a failure it recognises
+    into the reason and fix in a person's words (else: the tool's last words and ``failure_hint``)."""
     try:
         result = await run(argv, env=env, stdin=stdin, timeout_s=timeout_s)
     except FileNotFoundError as exc:
@@ -70,6 +72,9 @@ async def speak_with(run: ProcessRunner, tool: str, argv: Sequence[str], *, time
     except trio.TooSlowError as exc:
         raise SpeechError(f"{tool} did not finish within {timeout_s:.0f} s") from exc
     if failed(result):
+        explained = explain(result) if explain is not None else None
+        if explained is not None:
+            raise explained
         raise SpeechError(f"{tool} failed (exit {result.returncode}): {stderr_tail(result)}", hint=failure_hint)
 
 

@@ -17,7 +17,9 @@ itself owns what every role shares:
 * the device token, per role (:class:`TokenKeeper`): loaded once, saved when the gateway issues
   one (and again on every connect after a failed save), forgotten when the gateway refuses it;
 * the pairing announcer: each request or code is announced once, to the log and to the
-  :class:`Notice` sink (the ``pair`` screen);
+  :class:`Notice` sink (the ``pair`` screen). When a screen shows the notices (``screen=True``)
+  the log keeps one line per notice, its summary: the screen is where a person reads the whole
+  of it, and the same words twice on one terminal is noise;
 * the link's status (state, last error, retry delay, pairing), published through one callback.
 
 Invariants: a link never raises for gateway trouble (every failure is an error value with a
@@ -190,8 +192,8 @@ class Link:
                  identity: DeviceIdentity, publish: Publish,
                  policy: ReconnectPolicy | None = None, open_transport: Callable[[], Any] | None = None,
                  bootstrap_token: Secret | None = None, notices: NoticeSink | None = None,
-                 say_level: int = logging.WARNING, gate: Callable[[], Awaitable[bool]] | None = None,
-                 logger: logging.Logger | None = None):
+                 say_level: int = logging.WARNING, screen: bool = False,
+                 gate: Callable[[], Awaitable[bool]] | None = None, logger: logging.Logger | None = None):
         self.config = config
         self.role = role
         self.hooks = hooks
@@ -204,6 +206,7 @@ class Link:
         self._bootstrap_token = bootstrap_token
         self._notices = notices or (lambda notice: None)
         self._say_level = say_level
+        self._screen = screen
         self._gate = gate
         self._signature_version = 3
         self._announced: set[str | None] = set()
@@ -268,7 +271,9 @@ class Link:
                 repeat = error.message == last_message
                 last_message = error.message
                 quiet = error.retry in (Retry.PAIRING_PENDING, Retry.SERVER_RESTART)
-                self.log.log(logging.DEBUG if repeat else logging.INFO if quiet else logging.WARNING,
+                # A screen showing the pending pairing already says what this retry is waiting for.
+                shown = pairing and self._screen and bool(self._announced)
+                self.log.log(logging.DEBUG if repeat or shown else logging.INFO if quiet else logging.WARNING,
                              "%s; retrying in %.1f s", self._named(error.message), delay)
                 await trio.sleep(delay)
         if self.state is not LinkState.ERROR:
@@ -318,18 +323,23 @@ class Link:
         self.state = state
         self._publish(state=state, **fields)
 
-    def say(self, kind: NoticeKind, text: str, **extra: Any) -> None:
+    def say(self, kind: NoticeKind, text: str, *, summary: str | None = None, **extra: Any) -> None:
         """Tell a person: in the log (a warning for a daemon, which has only its log) and on the
-        notice sink (the ``pair`` screen)."""
-        for line in text.splitlines():
+        notice sink (the ``pair`` screen). With a screen, the log gets ``summary`` alone (one
+        line; the text's first line when there is none)."""
+        lines = [summary or text.splitlines()[0]] if self._screen and text else text.splitlines()
+        for line in lines:
             self.log.log(self._say_level, "%s", line)
         self._notices(Notice(kind=kind, text=text, **extra))
 
     def _report_fatal(self, error: NodeAgentError) -> None:
         self._set_state(LinkState.ERROR, last_error=error.message, hint=error.hint)
-        self.log.error("%s", self._named(error.message))
-        if error.hint:
-            self.log.error("to fix: %s", error.hint)
+        if self._screen and error.hint:
+            self.log.error("%s (to fix: %s)", self._named(error.message), error.hint)
+        else:
+            self.log.error("%s", self._named(error.message))
+            if error.hint:
+                self.log.error("to fix: %s", error.hint)
         self._notices(Notice(kind=NoticeKind.FATAL, error=error,
                              text=f"error: {error.message}" + (f"\n  to fix: {error.hint}" if error.hint else "")))
 
@@ -354,7 +364,17 @@ class Link:
         if key in self._announced:
             return
         self._announced.add(key)
-        self.say(NoticeKind.PAIRING_PENDING, self.hooks.pairing_text(pending), pending=pending)
+        self.say(NoticeKind.PAIRING_PENDING, self.hooks.pairing_text(pending), pending=pending,
+                 summary=self._pairing_summary(pending))
+
+    def _pairing_summary(self, pending: PairingPending) -> str:
+        """The pairing as one log line, with everything needed to act on it."""
+        who = f"{self.config.display_name} (device {self.identity.fingerprint})"
+        if pending.code:
+            until = f", valid until {_clock(pending.expires_at_ms)}" if pending.expires_at_ms else ""
+            return self._named(f"pairing code {pending.code}{until}: enter it on the gateway to approve {who}")
+        return self._named(f"waiting for approval of {who}: "
+                           f"openclaw devices approve {pending.request_id or '<requestId>'}")
 
     async def _on_store_token(self, token: Secret) -> None:
         await self.tokens.keep(token)
@@ -400,3 +420,9 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+def _clock(ms: int) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))

@@ -24,7 +24,7 @@ import trio
 from .. import __version__
 from ..adapters import PlatformAdapter
 from ..config import Config
-from ..errors import ConnectionLost, GatewayRejected, SurfacePending
+from ..errors import ConnectionLost, GatewayRejected, NodeAgentError, SurfacePending
 from ..identity import DeviceIdentity, IdentityRecord
 from ..protocol import (
     ClientInfo,
@@ -90,6 +90,7 @@ class Agent:
         self._fixed_dialect = dialect
         self._exit_when_paired = exit_when_paired
         self._surface_hint_shown = False
+        self._speech_problem: str | None = None
         self._started_at = time.time()
         self.paired = False
         self._notices = notices
@@ -99,7 +100,8 @@ class Agent:
                                           command_context=self._command_context),
                          self, store=store, identity=identity, publish=self.status.update,
                          policy=policy, open_transport=open_transport, bootstrap_token=bootstrap_token,
-                         notices=self._notice, say_level=logging.INFO if notices is not None else logging.WARNING)
+                         notices=self._notice, say_level=logging.INFO if notices is not None else logging.WARNING,
+                         screen=notices is not None)
         self.status.update(state=LinkState.STARTING, gateway=config.gateway_url, device_id=identity.device_id,
                            display_name=config.display_name, secret_store=store.name, version=__version__,
                            adapter=adapter.name)
@@ -205,7 +207,13 @@ class Agent:
             with trio.move_on_after(30):
                 await self.adapter.speech.say(f"Pairing code: {' '.join(code)}")
         except Exception as exc:  # speech is a courtesy; never let it break pairing
-            log.info("could not speak the pairing code (%s)", type(exc).__name__)
+            # Why, with the fix, once per reason: a box without a speaker says so on the first
+            # code, not on every code the gateway reissues.
+            reason = exc.message if isinstance(exc, NodeAgentError) else f"{type(exc).__name__}: {exc}"
+            hint = exc.hint if isinstance(exc, NodeAgentError) else None
+            level = logging.DEBUG if reason == self._speech_problem else logging.INFO
+            self._speech_problem = reason
+            log.log(level, "could not speak the pairing code: %s%s", reason, f"; to fix: {hint}" if hint else "")
 
     # -- commands -----------------------------------------------------------------------------------------
 
@@ -256,11 +264,14 @@ class Agent:
             return
         self._surface_hint_shown = True
         self.link.say(NoticeKind.SURFACE_PENDING,
-                      "connected, but the gateway has not approved this node's commands yet.\n"
-                      "On the gateway host run:\n"
-                      "  openclaw nodes pending\n"
-                      "  openclaw nodes approve <requestId>     # the request for "
-                      f"{self.config.display_name} ({self.identity.fingerprint})")
+                      summary="connected; the gateway has not approved this node's commands yet: "
+                              "openclaw nodes pending; openclaw nodes approve <requestId>",
+                      text="connected, but the gateway has not approved this node's commands yet.\n"
+                           "On the gateway host, find the request of "
+                           f"{self.config.display_name} ({self.identity.fingerprint}):\n"
+                           "  openclaw nodes pending\n"
+                           "and approve it:\n"
+                           "  openclaw nodes approve <requestId>")
 
 
 def approval_instructions(identity: DeviceIdentity, pending: PairingPending, display_name: str) -> str:

@@ -20,6 +20,9 @@ Invariants:
   the process is ending.
 * Writing is best effort: a full disk must never stop the agent, so a failed write is logged once
   and retried on the next change.
+* One write at a time: :meth:`StatusBoard.close` writes from the Trio thread while the writer's
+  worker thread may still be writing; a lock orders them (two writes of one file at once would
+  sweep each other's temp file away: ``atomic_write`` treats its own process's temps as stale).
 * No secret is ever a field: a gateway URL is stored without its password.
 
 This module imports neither Trio nor anything heavy at import time: ``node-agent status`` reads
@@ -32,6 +35,7 @@ import enum
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -338,6 +342,7 @@ class StatusBoard:
         self._write_failed = False
         self._dirty: Any = None  # a trio.Event while the writer runs
         self._written: AgentStatus | None = None
+        self._write_lock = threading.Lock()
         self._changed: list[Any] = []  # trio.Events of wait_for callers
 
     def __repr__(self) -> str:
@@ -423,6 +428,15 @@ class StatusBoard:
             self._write(self._status)
 
     def _write(self, snapshot: AgentStatus) -> None:
+        with self._write_lock:
+            # Only the latest state goes out: an older snapshot that waited for the lock would
+            # overwrite a newer one (close()'s final state with a ghost). A newer state set the
+            # writer's dirty flag, so it is written next anyway.
+            if snapshot is not self._status or snapshot == self._written:
+                return
+            self._write_locked(snapshot)
+
+    def _write_locked(self, snapshot: AgentStatus) -> None:
         from ..atomic import atomic_write
 
         assert self._path is not None

@@ -1,9 +1,10 @@
 """``node-agent doctor``: check the configuration, the state, the gateway, voice and the service.
 
 Picked up by :func:`node_agent.cli.build_parser` (``add_parser``) and dispatched to :func:`run`.
-The checks live in :mod:`node_agent.doctor`; this module only parses flags and prints. Exit
-status: 0 when nothing failed (warnings allowed), 1 when a check failed. A configuration that
-does not load is a failed check, not a crash.
+The checks live in :mod:`node_agent.doctor` (one module each); this module only parses flags and
+prints (:func:`node_agent.cli.screens.render_doctor`). Exit status: 0 when nothing failed
+(warnings allowed), 1 when a check failed. A configuration that does not load is a failed check,
+not a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
     parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="for reaching the gateway (TCP, TLS, WebSocket upgrade); default 5")
     parser.add_argument("--no-audio-probe", action="store_true",
-                        help="list input devices but do not open them to see which are busy")
+                        help="do not open audio devices (microphones to see which are busy, the speech output "
+                             "to see that it plays)")
     parser.add_argument("--unit-file", action="append", metavar="FILE", dest="doctor_unit_files",
                         help="verify this systemd unit instead of the installed ones (repeatable)")
     parser.set_defaults(func=run)
@@ -36,8 +38,9 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
 def run(args: argparse.Namespace) -> int:
     import trio
 
-    from ..doctor import DoctorOptions, exit_code, report_json, report_text, run_checks
+    from ..doctor import DoctorOptions, exit_code, report_json, run_checks
     from .options import config_from_args
+    from .screens import render_doctor, terminal_width
 
     options = DoctorOptions(
         gateway_timeout=args.timeout, probe_audio=not args.no_audio_probe,
@@ -54,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report_json(checks), indent=2))
     else:
-        sys.stdout.write(report_text(checks, encoding=sys.stdout.encoding))
+        width = terminal_width(sys.stdout)
+        sys.stdout.write(render_doctor(checks, encoding=sys.stdout.encoding, width=width or 10_000))
     return exit_code(checks)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..agent.status import public_url
 from ..identity import IDENTITY_FILE, read_record
 from .options import config_from_args
-
-if TYPE_CHECKING:
-    from ..agent.status import AgentStatus, ExecStatus
 
 
 def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -49,8 +46,11 @@ def status(args: argparse.Namespace) -> int:
             data["execPolicy"] = exec_policy
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
+    from .screens import render_status, terminal_width
+
+    width = terminal_width(sys.stdout)
     print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None,
-                        exec_policy=exec_policy), end="")
+                        exec_policy=exec_policy, width=width or 10_000), end="")
     return 0
 
 
@@ -62,76 +62,6 @@ def _exec_policy(state_dir) -> dict | None:
 
     snap = ApprovalsStore(state_dir / FILE_NAME).read()
     return policy_report(snap, None) if snap.exists else None
-
-
-def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str | None,
-                  exec_policy: dict | None = None) -> str:
-    """The ``status`` screen, as a person reads it."""
-    from ..agent.status import LinkState, Surface
-
-    lines: list[str] = []
-    if current is None:
-        lines.append("state:     never run")
-        lines.append(f"gateway:   {public_url(gateway)}")
-        lines.append(f"device id: {device_id or '(no identity yet)'}")
-        lines += _exec_lines(exec_policy, None)
-        return "\n".join(lines) + "\n"
-    lines.append(f"state:     {current.state.value}{' (stale status file)' if current.stale else ''}")
-    lines.append(f"gateway:   {current.gateway or public_url(gateway)}"
-                 + (f" ({current.dialect} dialect)" if current.dialect else ""))
-    lines.append(f"device id: {current.device_id or device_id or '(no identity yet)'}")
-    if current.secret_store:
-        lines.append(f"secrets:   {current.secret_store} store")
-    pairing = current.pairing
-    if pairing is not None and pairing.code:
-        lines.append(f"pairing:   enter code {pairing.code} on the gateway")
-    elif pairing is not None and pairing.request_id:
-        lines.append(f"pairing:   waiting for approval: openclaw devices approve {pairing.request_id}")
-    if current.surface is Surface.PENDING:
-        lines.append("commands:  awaiting approval: openclaw nodes pending; openclaw nodes approve <requestId>")
-    link = current.operator_link
-    if link is not None:
-        pending = link.pairing.request_id if link.pairing is not None else None
-        lines.append(f"operator link: {link.state.value}"
-                     + (f" (approve: openclaw devices approve {pending})" if pending else ""))
-    if current.voice_wake_triggers is not None:
-        lines.append(f"wake words: {', '.join(current.voice_wake_triggers) or '(none)'}")
-    if current.voice is not None:
-        lines.append(f"voice:     mode {current.voice.mode}; unsupported triggers: "
-                     f"{', '.join(current.voice.unsupported_triggers) or 'none'}")
-    lines += _exec_lines(exec_policy, current.exec)
-    if current.tools is not None:
-        from ..agent.status import McpServerState
-
-        broken = [s.name for s in current.tools.servers if s.state is McpServerState.FAILING]
-        kept = "" if current.tools.kept is None else f", the gateway keeps {current.tools.kept}"
-        lines.append(f"tools:     {len(current.tools.published)} published{kept}"
-                     + (f"; failing: {', '.join(broken)}" if broken else "") + " (node-agent tools list)")
-    for refusal in current.refused_events:
-        lines.append(f"refused:   node.event {refusal.event} ({refusal.reason}) x{refusal.count}")
-    if current.token_save_error:
-        lines.append(f"token:     not saved: {current.token_save_error}")
-    if current.last_error and current.state is not LinkState.CONNECTED:
-        lines.append(f"last error: {current.last_error}")
-    if current.hint:
-        lines.append(f"to fix:    {current.hint}")
-    return "\n".join(lines) + "\n"
-
-
-def _exec_lines(policy: dict | None, section: "ExecStatus | None") -> list[str]:
-    if policy is None:
-        return []
-    lines = []
-    d = policy["defaults"]
-    if policy.get("problem"):
-        lines.append(f"exec:      NOT IN FORCE, every command denied: {policy['problem']}")
-    else:
-        entries = sum(len(a["allowlist"]) for a in policy["agents"].values())
-        lines.append(f"exec:      security={d['security']} ask={d['ask']} askFallback={d['askFallback']}, "
-                     f"{entries} allowlist entries (node-agent exec policy)")
-    for denial in (section.last_denials if section is not None else ())[-3:]:
-        lines.append(f"  denied:  {denial.command} ({denial.reason})")
-    return lines
 
 
 def identity(args: argparse.Namespace) -> int:

@@ -64,15 +64,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _printer() -> Callable[[Notice | str], None]:
-    """The ``pair`` terminal: notices as a person reads them (a pairing code in large digits)."""
+    """The ``pair`` terminal: notices as a person reads them (:mod:`.screens`: on a terminal a
+    pairing code is shown once, in large digits, with the time left; a pipe gets plain text)."""
+    import sys
+
+    from .screens import DEFAULT_WIDTH, fit, render_notice, terminal_width
+
     def out(notice: Notice | str) -> None:
+        width = terminal_width(sys.stdout)
         if isinstance(notice, str):
-            print(notice, flush=True)
+            print(fit(notice, width) if width else notice, flush=True)
             return
-        pending = notice.pending
-        if pending is not None and pending.code:
-            print(big_digits(pending.code), flush=True)
-        print(notice.text, flush=True)
+        print(render_notice(notice, terminal=width is not None, width=width or DEFAULT_WIDTH), flush=True)
 
     return out
 
@@ -129,9 +132,12 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
                   registry=registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode, notices=out,
                   extensions=[ext for ext in (voice, link, exec_ext, tools) if ext is not None] or None)
     if pair_mode and out is not None:
-        out(f"Pairing '{config.display_name}' with {config.gateway_url}\n"
-            f"  device id: {identity.fingerprint} ({identity.device_id})\n"
-            f"  secrets:   {store.name} store")
+        from ..agent.status import public_url
+        from .screens import render_pair_header
+
+        out(render_pair_header(display_name=config.display_name, gateway=public_url(config.gateway_url) or "",
+                               fingerprint=identity.fingerprint, device_id=identity.device_id,
+                               store_name=store.name))
     if ready is not None:
         ready(agent)
     code = EXIT_OK
@@ -163,7 +169,7 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
             notifier.notify(STOPPING="1")
         nursery.cancel_scope.cancel()
     if pair_mode and out is not None and code == EXIT_OK and status.current.surface is Surface.APPROVED:
-        out("paired: this device is an approved node. Start the service or run `node-agent run`.")
+        out("paired: this device is an approved node. Run the service or `node-agent run`.")
     return code
 
 
@@ -273,21 +279,3 @@ async def _signals(agent) -> None:
                 os._exit(1)  # second signal: the person means it
             stopping = True
             agent.request_stop()
-
-
-_DIGITS = {
-    "0": [" _ ", "| |", "|_|"], "1": ["   ", "  |", "  |"], "2": [" _ ", " _|", "|_ "], "3": [" _ ", " _|", " _|"],
-    "4": ["   ", "|_|", "  |"], "5": [" _ ", "|_ ", " _|"], "6": [" _ ", "|_ ", "|_|"], "7": [" _ ", "  |", "  |"],
-    "8": [" _ ", "|_|", "|_|"], "9": [" _ ", "|_|", " _|"],
-}
-
-
-def big_digits(code: str) -> str:
-    """A pairing code in seven-segment digits, doubled in width, readable across a room."""
-    rows = ["", "", ""]
-    for ch in code:
-        glyph = _DIGITS.get(ch, [" ", ch, " "])
-        for i in range(3):
-            rows[i] += "".join(c * 2 for c in glyph) + "  "
-    return "\n".join("    " + row.rstrip() for row in rows)
-

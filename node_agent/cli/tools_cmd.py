@@ -36,7 +36,7 @@ def tools_list(args: argparse.Namespace) -> int:
     if args.probe:
         import trio
 
-        from ..tools.doctor import probe_all
+        from ..tools.probe import probe_all
 
         servers = trio.run(probe_all, config.mcp)
         tools = ToolsStatus(servers=tuple(servers))

@@ -9,7 +9,8 @@ Layers, each importable without the ones above it:
 - ``store``: the document on disk (blocking, fail-closed);
 - ``runner``: one process group, run to the end (Trio);
 - ``service``: the five ``system.*`` commands on top of all of it;
-- ``extension``, ``doctor``: the glue to the agent and to ``node-agent doctor``.
+- ``extension``: the glue to the agent (``node-agent doctor``'s check of the document is
+  :mod:`node_agent.doctor.exec_approvals`).
 
 Import rule: importing this package imports nothing; ``store``, ``document`` and the pure
 modules import neither Trio nor the agent, so ``node-agent status`` and ``node-agent exec

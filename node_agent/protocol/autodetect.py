@@ -56,6 +56,13 @@ def choose_dialect(first_frame: str | bytes | None) -> str:
     return JSONRPC
 
 
+def is_openclaw_challenge(first_frame: str | bytes | None) -> bool:
+    """Whether a first frame is OpenClaw's ``connect.challenge`` itself (with its nonce), not
+    just OpenClaw-shaped (``doctor`` tells the two apart)."""
+    obj = _load(first_frame) if first_frame is not None else None
+    return obj is not None and _is_openclaw_challenge(obj)
+
+
 def get_dialect(name: str) -> Dialect:
     """A fresh dialect object for a name from :data:`DIALECT_NAMES`."""
     if name == OPENCLAW:

@@ -6,6 +6,8 @@ Public surface (everything else in this package is private)::
     await store.set(DEVICE_KEY, Secret(...))
     key = await store.get(DEVICE_KEY)              # Secret | None
 
+    choice = await describe_store(state_dir)     # which one, and why (read-only: doctor)
+
 See :mod:`.base` for the interface and the backends, :mod:`.selection` for how ``auto``
 chooses, and why it chooses only once per state directory.
 
@@ -17,7 +19,7 @@ from .base import DEVICE_KEY, SecretStore, device_token_key
 from .file_store import FileStore
 from .keyring_store import KeyringStore
 from .memory_store import MemoryStore
-from .selection import BACKENDS, MARKER_FILE, SECRETS_FILE, keyring_service, open_store
+from .selection import BACKENDS, MARKER_FILE, SECRETS_FILE, StoreChoice, describe_store, keyring_service, open_store
 
 __all__ = [
     "BACKENDS",
@@ -28,6 +30,8 @@ __all__ = [
     "KeyringStore",
     "MemoryStore",
     "SecretStore",
+    "StoreChoice",
+    "describe_store",
     "device_token_key",
     "keyring_service",
     "open_store",

@@ -25,6 +25,12 @@ chosen on a start that stores nothing is still remembered; a person can delete t
 
 Keyring entries are namespaced per state directory (:func:`keyring_service`), so two agents,
 or two test runs, on one account never see each other's secrets.
+
+The rules live once, in :func:`_choose`, which decides without writing anything.
+:func:`open_store` acts on the decision (creates the state directory, writes the marker, logs
+the fall-back); :func:`describe_store` only reports it, with the reason in words, for
+``node-agent doctor``: it never creates the directory or writes the marker, so looking cannot
+change what the next start will pick.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from ..atomic import atomic_write
@@ -58,6 +65,23 @@ def keyring_service(state_dir: Path) -> str:
     return f"node-agent:{digest[:12]}"
 
 
+@attrs.frozen(kw_only=True)
+class StoreChoice:
+    """Which store :func:`open_store` picks for a state directory, and why.
+
+    ``store`` is the store it would return, or None when it would raise ``error`` instead.
+    ``record`` is the marker value it would write first (None: nothing to write), and
+    ``keyring_error`` why ``auto`` passed over the keyring, when it did."""
+
+    backend: str
+    reason: str
+    store: SecretStore | None = None
+    error: SecretStoreError | None = None
+    marker: Path | None = None
+    record: str | None = None
+    keyring_error: SecretStoreError | None = None
+
+
 async def open_store(state_dir: Path, *, backend: str = "auto", timeout: float = 3.0,
                      keyring_backend: Any | None = None) -> SecretStore:
     """Open the secret store for ``state_dir`` (see the module docstring for ``auto``).
@@ -66,31 +90,66 @@ async def open_store(state_dir: Path, *, backend: str = "auto", timeout: float =
     picked one). Raises :class:`SecretStoreError` when the chosen store cannot be used and
     :class:`ConfigError` for an unknown ``backend``.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown secret backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    _check_backend(backend)
     if backend == "memory":
         return MemoryStore()
     state_dir = await trio.to_thread.run_sync(_prepare, Path(state_dir))
+    choice = await _choose(state_dir, backend, timeout, keyring_backend)
+    if choice.error is not None:
+        raise choice.error
+    assert choice.store is not None
+    if choice.record is not None and choice.marker is not None:
+        await _write_marker(choice.marker, choice.record)
+    if choice.keyring_error is not None:
+        # The one line a person setting up a headless box needs: where the secrets went and why.
+        log.warning("OS keyring unavailable; storing secrets in %s (mode 0600). Reason: %s",
+                    getattr(choice.store, "path", state_dir / SECRETS_FILE), choice.keyring_error.message)
+    return choice.store
+
+
+async def describe_store(state_dir: Path, *, backend: str = "auto", timeout: float = 3.0,
+                         keyring_backend: Any | None = None) -> StoreChoice:
+    """What :func:`open_store` would pick for ``state_dir`` and why, without choosing: no
+    directory is created and no marker written (the keyring may be probed, as ``auto`` does: a
+    harmless read). The store in the answer is the one ``open_store`` would return."""
+    _check_backend(backend)
+    if backend == "memory":
+        return StoreChoice(backend="memory", reason="memory store: forgotten when the agent exits",
+                           store=MemoryStore())
+    return await _choose(Path(state_dir).resolve(), backend, timeout, keyring_backend)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown secret backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+
+
+async def _choose(state_dir: Path, backend: str, timeout: float, keyring_backend: Any | None) -> StoreChoice:
+    """The rules of the module docstring, deciding only: nothing is written here."""
     file_store = FileStore(state_dir / SECRETS_FILE)
-    if backend == "file":
-        return file_store
     keyring_store = KeyringStore(keyring_service(state_dir), timeout, keyring_backend)
+    if backend == "file":
+        return StoreChoice(backend="file", reason="secret backend 'file' configured", store=file_store)
     if backend == "keyring":
-        await keyring_store.probe()
-        return keyring_store
-    return await _auto(state_dir, file_store, keyring_store)
-
-
-async def _auto(state_dir: Path, file_store: FileStore, keyring_store: KeyringStore) -> SecretStore:
-    marker = state_dir / MARKER_FILE
-    chosen = await trio.to_thread.run_sync(_read_marker, marker)
-    if chosen == "file":
-        return file_store
-    if chosen == "keyring":
         try:
             await keyring_store.probe()
         except SecretStoreError as exc:
-            raise SecretStoreError(
+            return StoreChoice(backend="keyring", reason="secret backend 'keyring' configured", error=exc)
+        return StoreChoice(backend="keyring", reason="secret backend 'keyring' configured", store=keyring_store)
+
+    marker = state_dir / MARKER_FILE
+    try:
+        chosen = await trio.to_thread.run_sync(_read_marker, marker)
+    except SecretStoreError as exc:
+        return StoreChoice(backend="auto", reason=f"cannot tell from {marker}", error=exc, marker=marker)
+    if chosen == "file":
+        return StoreChoice(backend="file", reason=f"chosen earlier, per {marker}", store=file_store, marker=marker)
+    if chosen == "keyring":
+        reason = f"chosen earlier, per {marker}"
+        try:
+            await keyring_store.probe()
+        except SecretStoreError as exc:
+            error = SecretStoreError(
                 f"this device's secrets are in the OS keyring (per {marker}), which is "
                 f"unavailable: {exc.message}",
                 retry=Retry.TRANSIENT,
@@ -98,22 +157,21 @@ async def _auto(state_dir: Path, file_store: FileStore, keyring_store: KeyringSt
                       f"start its service); the agent retries by itself. Deleting {marker} would "
                       "switch to the file store and a new identity (the device must then be "
                       "paired again)."),
-            ) from exc
-        return keyring_store
+            )
+            error.__cause__ = exc
+            return StoreChoice(backend="keyring", reason=reason, error=error, marker=marker)
+        return StoreChoice(backend="keyring", reason=reason, store=keyring_store, marker=marker)
 
     if await trio.to_thread.run_sync(file_store.path.exists):
-        await _write_marker(marker, "file")
-        return file_store
+        return StoreChoice(backend="file", reason=f"{SECRETS_FILE} exists; the next start records that choice",
+                           store=file_store, marker=marker, record="file")
     try:
         await keyring_store.probe()
     except SecretStoreError as exc:
-        await _write_marker(marker, "file")
-        # The one line a person setting up a headless box needs: where the secrets went and why.
-        log.warning("OS keyring unavailable; storing secrets in %s (mode 0600). Reason: %s",
-                    file_store.path, exc.message)
-        return file_store
-    await _write_marker(marker, "keyring")
-    return keyring_store
+        return StoreChoice(backend="file", reason=f"the first start will choose it: {exc.message}",
+                           store=file_store, marker=marker, record="file", keyring_error=exc)
+    return StoreChoice(backend="keyring", reason="the keyring answers: the first start will choose it",
+                       store=keyring_store, marker=marker, record="keyring")
 
 
 def _prepare(state_dir: Path) -> Path:

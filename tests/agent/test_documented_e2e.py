@@ -4,6 +4,9 @@ the reconnect policy is shrunk so a full pairing takes well under a second."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import trio
 
 from node_agent.agent.node import EXIT_FATAL
@@ -42,6 +45,34 @@ async def test_full_pairing_by_code_then_reconnect_with_token_only(tmp_path):
             assert connect.params["auth"] == {"deviceToken": token.reveal()}
             assert gw.pending_codes == []
             nursery.cancel_scope.cancel()
+
+
+async def test_a_code_on_a_screen_is_one_log_line_and_a_daemon_logs_the_whole_of_it(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="node_agent")
+
+    async def announce(messages: Messages | None) -> tuple[list[tuple[int, str]], str]:
+        caplog.clear()
+        async with open_documented_gateway(shared_token=SHARED, code_factory=lambda: "977009") as gw, \
+                trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path / str(messages is None), messages=messages)
+            await run(nursery, agent)
+            await agent.status.wait_for(lambda s: s.pairing is not None and s.pairing.code == "977009")
+            nursery.cancel_scope.cancel()
+        said = [(r.levelno, r.getMessage()) for r in caplog.records
+                if r.name == "node_agent.agent" and ("977009" in r.getMessage() or "Enter this code" in r.getMessage())]
+        return said, agent.identity.fingerprint
+
+    with trio.fail_after(20):
+        shown = Messages()
+        said, fingerprint = await announce(shown)  # `pair`: the screen shows it, the log keeps one line
+        assert len(said) == 1 and said[0][0] == logging.INFO
+        assert re.fullmatch(r"pairing code 977009, valid until \d\d:\d\d:\d\d: enter it on the gateway to "
+                            rf"approve kitchen \(device {fingerprint}\)", said[0][1]), said
+        assert shown.texts == [f"Pairing code: 977009\nEnter this code on the gateway to approve kitchen "
+                         f"(device {fingerprint})."]
+        said, fingerprint = await announce(None)  # `run`: the log is all a person has
+        assert said == [(logging.WARNING, "Pairing code: 977009"),
+                        (logging.WARNING, f"Enter this code on the gateway to approve kitchen (device {fingerprint}).")]
 
 
 async def test_wrong_code_keeps_the_request_and_the_right_one_pairs(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from node_agent.agent.status import from_json
 from node_agent.cli import main
-from node_agent.cli.run_cmd import big_digits, describe_status
+from node_agent.cli.run_cmd import describe_status
 
 
 def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -70,9 +70,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip()
 
 
-def test_big_digits_and_status_lines():
-    art = big_digits("123456")
-    assert len(art.splitlines()) == 3 and "|" in art
+def test_systemd_status_lines():
     assert describe_status(from_json({"state": "pairing", "pairing": {"code": "123456"}})) == \
         "pairing: enter code 123456 on the gateway"
     assert describe_status(from_json({"state": "connected", "gateway": "ws://x", "surface": "pending"})).endswith(

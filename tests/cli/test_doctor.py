@@ -5,14 +5,10 @@ exit codes of the CLI."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import os
 import shutil
-import socket
-import ssl
 import sys
 import threading
 import types
@@ -21,22 +17,34 @@ from typing import Any
 
 import pytest
 import trio
-import trustme
-from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
 from node_agent import doctor
+from node_agent.agent.status import AgentStatus
 from node_agent.cli import main as cli_main
+from node_agent.cli.screens import render_doctor
 from node_agent.config import load_config
+from node_agent.config.voice import VoiceSettings
 from node_agent.doctor import Check, DoctorOptions, Status
+from node_agent.doctor import state_dir as state_dir_check
+from node_agent.doctor.audio import check_audio
+from node_agent.doctor.config import check_config
+from node_agent.doctor.secret_store import check_secret_store
+from node_agent.doctor.service import check_service
+from node_agent.doctor.speech import check_speech
+from node_agent.doctor.state_dir import check_state_dir
+from node_agent.doctor.wake import check_wake_models
 from node_agent.identity import DeviceIdentity, load_or_create
 from node_agent.secret import Secret
 from node_agent.secrets import DEVICE_KEY, FileStore, device_token_key
 from node_agent.service.spec import ServiceSpec
 from node_agent.service.systemd import render_unit
+from tests.support.peers import CHALLENGE, closed_port, leaf_sha256, serve_http_refusal, serve_ws, tls_pair
 
 TIMEOUT = 10.0
 NAMES = ["config", "state dir", "secret store", "identity", "gateway", "tls", "pairing", "audio", "wake word",
          "speech", "exec approvals", "service"]
+#: Without a configuration nobody knows whether MCP servers are configured: that line says it skipped.
+NAMES_NO_CONFIG = [*NAMES[:-1], "mcp servers", NAMES[-1]]
 needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                            reason="systemd-analyze not installed")
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
@@ -84,45 +92,10 @@ def assert_reported(check: Check, status: Status, *words: str) -> None:
         assert "\n" not in check.fix
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def make_identity(state_dir: Path) -> DeviceIdentity:
     store = FileStore(state_dir / "secrets.json")
     identity, _ = await load_or_create(state_dir, store, platform="linux", device_family="Linux")
     return identity
-
-
-CHALLENGE = json.dumps({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n-1", "ts": 1}})
-
-
-@functools.cache
-def _tls() -> tuple[trustme.CA, trustme.LeafCert]:
-    ca = trustme.CA()
-    return ca, ca.issue_cert("127.0.0.1")
-
-
-async def start_ws_server(nursery: trio.Nursery, *, first: str | None, tls: bool = False) -> int:
-    """A WebSocket server on 127.0.0.1 that sends ``first`` (or nothing) and then waits."""
-    ssl_context = None
-    if tls:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        _tls()[1].configure_cert(ssl_context)
-
-    async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        if first is not None:
-            await ws.send_message(first)
-        with trio.move_on_after(TIMEOUT), contextlib.suppress(ConnectionClosed):
-            await ws.get_message()  # doctor closes first
-
-    server = await nursery.start(functools.partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context,
-                                                   handler_nursery=nursery))
-    return server.port
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -138,7 +111,7 @@ async def test_bad_toml_is_a_failed_check_and_the_rest_skip_or_carry_on(tmp_path
     with trio.fail_after(TIMEOUT):
         checks = await doctor.run_checks(load, DoctorOptions(probe_audio=False, unit_files=[]))
     by_name = {c.name: c for c in checks}
-    assert [c.name for c in checks] == NAMES
+    assert [c.name for c in checks] == NAMES_NO_CONFIG
     assert_reported(by_name["config"], Status.FAIL, "not valid TOML", str(bad))
     for name in ("state dir", "secret store", "identity", "gateway", "tls", "pairing"):
         assert by_name[name].status is Status.SKIP
@@ -151,11 +124,11 @@ async def test_bad_toml_is_a_failed_check_and_the_rest_skip_or_carry_on(tmp_path
 async def test_unknown_key_and_missing_token_file_are_failed_checks(tmp_path, state_dir):
     typo = tmp_path / "typo.toml"
     typo.write_text("[gateway]\nadress = 'ws://127.0.0.1:1'\n")
-    config_check, config = doctor.check_config(lambda: load_config(config_file=typo, env={}))
+    config_check, config = check_config(lambda: load_config(config_file=typo, env={}))
     assert config is None
     assert_reported(config_check, Status.FAIL, "unknown key gateway.adress")
 
-    config_check, config = doctor.check_config(
+    config_check, config = check_config(
         lambda: load_config(config_file=None, env={"NODE_AGENT_CONFIG": str(typo.with_name("none.toml"))}))
     assert_reported(config_check, Status.FAIL, "does not exist")
 
@@ -166,11 +139,11 @@ async def test_unknown_key_and_missing_token_file_are_failed_checks(tmp_path, st
 @posix_only
 def test_state_dir_writable_by_others_fails(state_dir):
     state_dir.chmod(0o777)
-    assert_reported(doctor.check_state_dir(state_dir), Status.FAIL, "0777", f"chmod 700 {state_dir}")
+    assert_reported(check_state_dir(state_dir), Status.FAIL, "0777", f"chmod 700 {state_dir}")
     state_dir.chmod(0o770)
-    assert_reported(doctor.check_state_dir(state_dir), Status.FAIL, "0770")
+    assert_reported(check_state_dir(state_dir), Status.FAIL, "0770")
     state_dir.chmod(0o700)
-    assert doctor.check_state_dir(state_dir).status is Status.OK
+    assert check_state_dir(state_dir).status is Status.OK
 
 
 @posix_only
@@ -181,9 +154,9 @@ def test_unwritable_state_dir_fails(state_dir, monkeypatch):
         def refuse(directory: Path) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(doctor, "_write_probe", refuse)
+        monkeypatch.setattr(state_dir_check, "write_probe", refuse)
     try:
-        assert_reported(doctor.check_state_dir(state_dir), Status.FAIL, "not writable", "Permission denied", "chown")
+        assert_reported(check_state_dir(state_dir), Status.FAIL, "not writable", "Permission denied", "chown")
     finally:
         state_dir.chmod(0o700)
 
@@ -191,8 +164,8 @@ def test_unwritable_state_dir_fails(state_dir, monkeypatch):
 def test_state_dir_that_is_a_file_or_missing(tmp_path):
     file = tmp_path / "state"
     file.write_text("")
-    assert_reported(doctor.check_state_dir(file), Status.FAIL, "not a directory")
-    assert_reported(doctor.check_state_dir(tmp_path / "nope"), Status.WARN, "does not exist yet", "node-agent pair")
+    assert_reported(check_state_dir(file), Status.FAIL, "not a directory")
+    assert_reported(check_state_dir(tmp_path / "nope"), Status.WARN, "does not exist yet", "node-agent pair")
 
 
 # --- secret store and identity ----------------------------------------------------------------
@@ -248,7 +221,7 @@ async def test_secret_store_shows_what_the_marker_selects(config_file, state_dir
 
     (state_dir / "secret-backend").write_text("keyring\n")
     checks = await run(config_file, state_dir, secret_backend="auto")
-    assert_reported(checks["secret store"], Status.FAIL, "OS keyring", "does not answer", "unlock")
+    assert_reported(checks["secret store"], Status.FAIL, "OS keyring", "unavailable", "unlock")
     assert checks["identity"].status is Status.SKIP
 
     (state_dir / "secret-backend").write_text("vault\n")
@@ -276,7 +249,7 @@ async def test_keyring_that_hangs_is_reported_at_the_timeout(config_file, state_
                          flags={"state_dir": state_dir, "secret_backend": "auto"})
     config = __import__("attrs").evolve(config, secret_timeout=0.2)
     with trio.fail_after(2):
-        check, store = await doctor.check_secret_store(config)
+        check, store = await check_secret_store(config)
     assert store is None
     assert_reported(check, Status.FAIL, "did not answer within 0.2 s")
 
@@ -308,7 +281,7 @@ async def test_gateway_on_a_closed_port_is_unreachable(config_file, state_dir):
 
 async def test_silent_websocket_server_is_not_an_openclaw_gateway(config_file, state_dir):
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=None)
+        port = await serve_ws(nursery)
         url = f"ws://127.0.0.1:{port}"
         checks = await run(config_file, state_dir, gateway_url=url)
         assert_reported(checks["gateway"], Status.WARN, "no connect.challenge", "not an OpenClaw gateway",
@@ -329,7 +302,7 @@ async def test_documented_gateway_double_reads_as_the_documented_dialect(config_
 
 async def test_gateway_that_sends_a_challenge_is_openclaw(config_file, state_dir):
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE)
+        port = await serve_ws(nursery, first=CHALLENGE)
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}")
         assert_reported(checks["gateway"], Status.OK, "OpenClaw gateway", "connect.challenge")
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}", protocol="jsonrpc")
@@ -338,14 +311,8 @@ async def test_gateway_that_sends_a_challenge_is_openclaw(config_file, state_dir
 
 
 async def test_http_server_that_refuses_the_upgrade(config_file, state_dir):
-    async def http(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
-        await stream.aclose()
-
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, http, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        port = await serve_http_refusal(nursery)
         checks = await run(config_file, state_dir, gateway_url=f"ws://127.0.0.1:{port}")
         assert_reported(checks["gateway"], Status.FAIL, "refused the WebSocket upgrade", "404")
         nursery.cancel_scope.cancel()
@@ -354,7 +321,7 @@ async def test_http_server_that_refuses_the_upgrade(config_file, state_dir):
 async def test_tls_pin_mismatch_fails_and_stops_before_the_websocket(config_file, state_dir):
     wrong_pin = hashlib.sha256(b"some other certificate").hexdigest()
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE, tls=True)
+        port = await serve_ws(nursery, first=CHALLENGE, tls=True)
         checks = await run(config_file, state_dir, gateway_url=f"wss://127.0.0.1:{port}",
                            tls_fingerprint=wrong_pin)
         nursery.cancel_scope.cancel()
@@ -363,13 +330,13 @@ async def test_tls_pin_mismatch_fails_and_stops_before_the_websocket(config_file
 
 
 async def test_tls_pin_match_and_ca_verification(config_file, state_dir, tmp_path):
-    ca, leaf = _tls()
-    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
-    pin = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    ca, _ = tls_pair()
+    digest = leaf_sha256()
+    pin = ":".join(digest[i:i + 2].upper() for i in range(0, 64, 2))
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     async with trio.open_nursery() as nursery:
-        port = await start_ws_server(nursery, first=CHALLENGE, tls=True)
+        port = await serve_ws(nursery, first=CHALLENGE, tls=True)
         url = f"wss://127.0.0.1:{port}"
         pinned = await run(config_file, state_dir, gateway_url=url, tls_fingerprint=pin)
         with_ca = await run(config_file, state_dir, gateway_url=url, tls_ca_file=str(ca_file))
@@ -424,17 +391,17 @@ async def test_device_token_and_last_status(config_file, state_dir):
 
 async def test_audio_skips_with_the_reason_when_sounddevice_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # `import sounddevice` raises ImportError
-    check = await doctor.check_audio({})
+    check = await check_audio(VoiceSettings())
     assert_reported(check, Status.SKIP, "sounddevice is not installed", "pip install")
     # Voice asked for in the config: the same gap is a failure.
-    check = await doctor.check_audio({"enabled": True})
+    check = await check_audio(VoiceSettings(enabled=True))
     assert_reported(check, Status.FAIL, "sounddevice is not installed")
 
 
 async def test_audio_and_wake_skip_without_the_voice_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "node_agent.voice", None)
-    assert_reported(await doctor.check_audio({}), Status.SKIP, "voice support is not part of this install")
-    assert_reported(doctor.check_wake_models({}, None), Status.SKIP, "voice support is not part of this install")
+    assert_reported(await check_audio(VoiceSettings()), Status.SKIP, "voice support is not part of this install")
+    assert_reported(check_wake_models(VoiceSettings(), None), Status.SKIP, "voice support is not part of this install")
 
 
 def fake_sounddevice(busy: set[int]) -> types.ModuleType:
@@ -468,23 +435,23 @@ def fake_sounddevice(busy: set[int]) -> types.ModuleType:
 
 async def test_busy_input_device_is_flagged(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(busy={0}))
-    check = await doctor.check_audio({})
+    check = await check_audio(VoiceSettings())
     assert_reported(check, Status.WARN, "2 input device(s)", "busy: #0 USB mic", "another program")
     assert "HDMI" not in check.detail
 
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(busy=set()))
-    check = await doctor.check_audio({})
+    check = await check_audio(VoiceSettings())
     assert_reported(check, Status.OK, "all free", "#2 pulse (default)")
-    assert_reported(await doctor.check_audio({"device": "usb"}), Status.OK, "all free")
-    assert_reported(await doctor.check_audio({"device": "1"}), Status.WARN, "matches no input device")
-    assert_reported(await doctor.check_audio({"enabled": True, "device": "webcam"}), Status.FAIL,
+    assert_reported(await check_audio(VoiceSettings(device="usb")), Status.OK, "all free")
+    assert_reported(await check_audio(VoiceSettings(device="1")), Status.WARN, "matches no input device")
+    assert_reported(await check_audio(VoiceSettings(enabled=True, device="webcam")), Status.FAIL,
                     "'webcam' matches no input device", "voice.device")
 
 
 async def test_voice_from_a_wav_file_needs_no_microphone(tmp_path):
-    assert_reported(await doctor.check_audio({"wav": str(tmp_path / "missing.wav")}), Status.WARN, "does not exist")
+    assert_reported(await check_audio(VoiceSettings(wav=str(tmp_path / "missing.wav"))), Status.WARN, "does not exist")
     (tmp_path / "in.wav").write_bytes(b"RIFF")
-    assert_reported(await doctor.check_audio({"wav": str(tmp_path / "in.wav")}), Status.OK, "instead of a microphone")
+    assert_reported(await check_audio(VoiceSettings(wav=str(tmp_path / "in.wav"))), Status.OK, "instead of a microphone")
 
 
 def test_wake_models_custom_folder_and_triggers(tmp_path):
@@ -493,31 +460,64 @@ def test_wake_models_custom_folder_and_triggers(tmp_path):
     folder.mkdir()
     (folder / "hey_computer.tflite").write_bytes(b"\0\0\0\0TFL3" + b"\0" * 8)
     (folder / "broken.tflite").write_bytes(b"not a model")
-    status = {"voiceWakeTriggers": ["openclaw", "claude"]}
-    check = doctor.check_wake_models({"custom_model_dir": str(folder)}, status)
+    status = AgentStatus(voice_wake_triggers=("openclaw", "claude"))
+    check = check_wake_models(VoiceSettings(custom_model_dir=str(folder)), status)
     assert_reported(check, Status.WARN, "5 bundled models load", "1 model(s) (hey_computer)", "broken.tflite",
                     "without a model: openclaw, claude")
 
-    check = doctor.check_wake_models({}, {"voiceWakeTriggers": ["hey jarvis", "openclaw"]})
+    check = check_wake_models(VoiceSettings(), AgentStatus(voice_wake_triggers=("hey jarvis", "openclaw")))
     assert_reported(check, Status.OK, "triggers with a model: hey jarvis", "without a model: openclaw")
     # This node's own triggers count too.
-    check = doctor.check_wake_models({"local_triggers": ["okay nabu"]}, {"voiceWakeTriggers": ["openclaw"]})
+    check = check_wake_models(VoiceSettings(local_triggers=("okay nabu",)), AgentStatus(voice_wake_triggers=("openclaw",)))
     assert_reported(check, Status.OK, "triggers with a model: okay nabu")
 
-    check = doctor.check_wake_models({"custom_model_dir": str(tmp_path / "nope")}, None)
+    check = check_wake_models(VoiceSettings(custom_model_dir=str(tmp_path / "nope")), None)
     assert_reported(check, Status.WARN, "does not exist")
 
 
-def test_missing_espeak_ng_is_reported(monkeypatch):
+async def test_missing_espeak_ng_is_reported(monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **kw: None if name == "espeak-ng" else real_which(name))
-    assert_reported(doctor.check_speech("linux"), Status.WARN, "espeak-ng not found", "apt-get install espeak-ng")
-    assert_reported(doctor.check_speech("pi"), Status.WARN, "espeak-ng not found")
+    assert_reported(await check_speech("linux"), Status.WARN, "espeak-ng not found", "apt-get install espeak-ng")
+    assert_reported(await check_speech("pi"), Status.WARN, "espeak-ng not found")
+    assert_reported(await check_speech("linux", required=True), Status.FAIL, "espeak-ng not found")
 
     monkeypatch.setattr(shutil, "which", lambda name, *a, **kw: f"/usr/bin/{name}")
-    assert_reported(doctor.check_speech("linux"), Status.OK, "/usr/bin/espeak-ng")
-    assert_reported(doctor.check_speech("macos"), Status.OK, "/usr/bin/say")
-    assert_reported(doctor.check_speech("windows"), Status.OK, "powershell.exe")
+    assert_reported(await check_speech("linux", probe=False), Status.OK, "/usr/bin/espeak-ng", "not probed")
+    assert_reported(await check_speech("macos"), Status.OK, "/usr/bin/say")
+    assert_reported(await check_speech("windows"), Status.OK, "powershell.exe")
+
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def stage_alsa(monkeypatch, tmp_path: Path, asoundrc: str) -> None:
+    """ALSA as the test sets it up: ``~/.asoundrc`` in a home of our own, and no PulseAudio
+    (espeak-ng then plays through ALSA, whatever the machine has)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text(asoundrc)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path}/no-pulse")
+
+
+@needs_espeak
+async def test_speech_that_cannot_reach_a_sound_card_says_why_and_how_to_fix_it(monkeypatch, tmp_path):
+    # The issue's box: espeak-ng installed, no sound card; ALSA says "cannot find card".
+    stage_alsa(monkeypatch, tmp_path, "defaults.pcm.card 5\ndefaults.ctl.card 5\n")
+    with trio.fail_after(TIMEOUT):
+        check = await check_speech("linux")
+    assert_reported(check, Status.WARN, "espeak-ng at", "no sound card (ALSA: cannot find card '5')",
+                    "connect a speaker", "aplay -l")
+
+
+@needs_espeak
+async def test_speech_that_reaches_an_output_device_is_ok(monkeypatch, tmp_path):
+    # The positive control: ALSA's null device plays (silently) wherever ALSA is installed.
+    stage_alsa(monkeypatch, tmp_path, "pcm.!default { type null }\n")
+    with trio.fail_after(TIMEOUT):
+        check = await check_speech("linux")
+    assert_reported(check, Status.OK, "reaches the default sound output")
 
 
 # --- service ----------------------------------------------------------------------------------
@@ -535,19 +535,19 @@ async def test_installed_unit_is_verified_and_a_broken_one_fails(tmp_path, monke
     # Where `service install` writes, relocated the way the installer's own tests do it.
     monkeypatch.setenv("NODE_AGENT_ROOT", str(tmp_path / "root"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert_reported(await doctor.check_service(), Status.SKIP, "no systemd unit installed", "service install")
+    assert_reported(await check_service(), Status.SKIP, "no systemd unit installed", "service install")
 
     unit = tmp_path / "root" / "etc" / "systemd" / "system" / "node-agent.service"
     unit.parent.mkdir(parents=True)
     unit.write_text(render_unit(ServiceSpec(argv=(real_exe(), "run"))))
     with trio.fail_after(60):
-        assert_reported(await doctor.check_service(), Status.OK, str(unit), "verify passes")
+        assert_reported(await check_service(), Status.OK, str(unit), "verify passes")
 
     broken = render_unit(ServiceSpec(argv=(real_exe(), "run"))).replace(
         f"ExecStart={real_exe()}", "ExecStart=relative/node-agent")
     unit.write_text(broken)
     with trio.fail_after(60):
-        check = await doctor.check_service()
+        check = await check_service()
     assert_reported(check, Status.FAIL, str(unit), "relative/node-agent", "node-agent service install")
 
     user_unit = tmp_path / "xdg" / "systemd" / "user" / "node-agent.service"
@@ -556,7 +556,7 @@ async def test_installed_unit_is_verified_and_a_broken_one_fails(tmp_path, monke
     unit.unlink()
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # doctor supplies one for --user
     with trio.fail_after(60):
-        check = await doctor.check_service()
+        check = await check_service()
     assert_reported(check, Status.FAIL, str(user_unit), "--user")
 
 
@@ -566,14 +566,14 @@ async def test_installed_unit_is_verified_and_a_broken_one_fails(tmp_path, monke
 def test_text_report_is_a_table_with_fix_lines():
     checks = [Check("config", Status.OK, "fine"), Check("gateway", Status.FAIL, "refused", "start it"),
               Check("pairing", Status.WARN, "not paired", "pair it"), Check("audio", Status.SKIP, "no sounddevice")]
-    text = doctor.report_text(checks)
+    text = render_doctor(checks)
     lines = text.splitlines()
     assert lines[0].startswith(" ✓ config ")
     assert lines[1].startswith(" ✗ gateway ") and lines[2].strip() == "fix: start it"
     assert lines[3].startswith(" ! pairing ") and lines[4].strip() == "fix: pair it"
     assert lines[5].startswith(" - audio ")
     assert lines[-1] == "1 ok, 1 warning(s), 1 failed, 1 skipped"
-    ascii_text = doctor.report_text(checks, encoding="cp1252")
+    ascii_text = render_doctor(checks, encoding="cp1252")
     assert "✓" not in ascii_text and ascii_text.splitlines()[1].startswith(" x gateway")
 
 
@@ -592,7 +592,7 @@ def test_cli_bad_toml_exits_1_with_json_and_does_not_crash(tmp_path, capsys):
     assert set(data) == {"ok", "counts", "checks"}
     assert data["ok"] is False
     assert set(data["counts"]) == {"ok", "warn", "fail", "skip"}
-    assert [c["name"] for c in data["checks"]] == NAMES
+    assert [c["name"] for c in data["checks"]] == NAMES_NO_CONFIG
     for c in data["checks"]:
         assert set(c) == {"name", "status", "detail", "fix"}
         assert c["status"] in ("ok", "warn", "fail", "skip")
@@ -615,7 +615,7 @@ class ThreadGateway:
         with trio.CancelScope() as self._cancel:
             self._token = trio.lowlevel.current_trio_token()
             async with trio.open_nursery() as nursery:
-                self.port = await start_ws_server(nursery, first=CHALLENGE)
+                self.port = await serve_ws(nursery, first=CHALLENGE)
                 self._ready.set()
                 await trio.sleep_forever()
 
@@ -656,3 +656,54 @@ def test_doctor_is_a_cli_subcommand():
 
     args = build_parser().parse_args(["doctor", "--json", "--timeout", "2", "--gateway", "ws://127.0.0.1:1"])
     assert args.command == "doctor" and args.json and args.timeout == 2.0
+
+
+# --- the runner and the package's shape ----------------------------------------------------------
+
+
+async def test_a_new_check_is_one_step_and_a_broken_check_does_not_hide_the_others(tmp_path, state_dir, caplog):
+    from node_agent.doctor import CHECKS, Needs, Step
+
+    async def extra(ctx) -> Check:
+        return doctor.ok("extra", f"saw {ctx.cfg.state_dir.name}")
+
+    async def broken(ctx) -> Check:
+        raise RuntimeError("boom")
+
+    config_file = tmp_path / "config.toml"
+    config_file.write_text("")
+    steps = (CHECKS[0], Step("extra", extra, Needs.CONFIG), Step("broken", broken), CHECKS[-1])
+    checks = await doctor.run_checks(lambda: make_config(config_file, state_dir),
+                                     DoctorOptions(unit_files=[]), steps=steps)
+    assert [(c.name, c.status) for c in checks] == [("config", Status.OK), ("extra", Status.OK),
+                                                    ("broken", Status.FAIL), ("service", Status.SKIP)]
+    assert checks[1].detail == "saw state"
+    assert_reported(checks[2], Status.FAIL, "the check itself failed (RuntimeError: boom)", "doctor --json")
+
+
+async def test_a_step_whose_need_is_unmet_is_a_skip_that_says_which(tmp_path):
+    from node_agent.doctor import CHECKS, Needs, Step
+
+    async def never(ctx) -> Check:
+        raise AssertionError("a step ran without what it needs")
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\n")
+    steps = (CHECKS[0], Step("needs config", never, Needs.CONFIG), Step("needs store", never, Needs.STORE))
+    checks = await doctor.run_checks(lambda: load_config(config_file=bad, env={}), steps=steps)
+    assert [c.detail for c in checks[1:]] == ["needs a configuration that loads"] * 2
+
+
+def test_only_the_transport_touches_trio_websocket():
+    import ast
+
+    import node_agent
+
+    users = []
+    for path in sorted(Path(node_agent.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] in ("trio_websocket", "wsproto") for name in names):
+                users.append(path.name)
+    assert users and set(users) == {"transport.py"}

@@ -207,10 +207,51 @@ async def test_real_espeak_speaks_a_pairing_code_into_a_wav(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng")
-async def test_real_espeak_with_a_missing_output_device_fails_typed():
-    # espeak-ng exits 0 here; only its "error:" line on stderr tells.
-    with pytest.raises(SpeechError, match="error"):
+async def test_real_espeak_with_a_missing_output_device_fails_typed_and_says_which():
+    # espeak-ng exits 0 here; only ALSA's lines and its "error:" line on stderr tell.
+    with pytest.raises(SpeechError) as info:
         await EspeakSpeech(device="no_such_pcm_device").say("hello")
+    assert info.value.message == "espeak-ng cannot play: ALSA has no output device 'no_such_pcm_device'"
+    assert "aplay -L" in info.value.hint
+
+
+# What espeak-ng's stderr holds when it cannot play, as ALSA and PulseAudio word it (recorded on
+# Debian 12: libasound2 1.2.8, libpulse0 16.1).
+_NO_CARD = (b"ALSA lib confmisc.c:855:(parse_card) cannot find card '0'\n"
+            b"ALSA lib conf.c:5180:(_snd_config_evaluate) function snd_func_card_inum returned error: "
+            b"No such file or directory\n"
+            b"ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM default\nerror: No such file or directory\n")
+
+
+@pytest.mark.parametrize("stderr, message, hint", [
+    (_NO_CARD, "espeak-ng cannot play: no sound card (ALSA: cannot find card '0')", "connect a speaker"),
+    (b"ALSA lib confmisc.c:165:(snd_config_get_card) Cannot get card index for Speaker\nerror: No such device\n",
+     "espeak-ng cannot play: no sound card (ALSA: cannot get card index for Speaker)", "card Speaker does not"),
+    (b"ALSA lib pcm_dmix.c:1032:(snd_pcm_dmix_open) unable to open slave\n"
+     b"error: Device or resource busy\n",
+     "espeak-ng cannot play: the sound output is busy (ALSA: Device or resource busy)", "fuser -v /dev/snd/*"),
+    (b"ALSA lib pcm_hw.c:1829:(_snd_pcm_hw_open) Invalid value for card\nerror: Permission denied\n",
+     "espeak-ng cannot play: no permission to open the sound device (Permission denied)", "'audio' group"),
+    (b"ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM bluetooth\nerror: No such file or directory\n",
+     "espeak-ng cannot play: ALSA has no output device 'bluetooth'", "aplay -L"),
+])
+async def test_espeak_that_cannot_play_says_why_in_a_persons_words(stderr, message, hint):
+    with pytest.raises(SpeechError) as info:
+        await EspeakSpeech(runner=Recorder(ProcessResult(0, stderr=stderr))).say("hello")
+    assert info.value.message == message
+    assert hint in info.value.hint
+
+
+async def test_espeak_failure_it_does_not_recognise_keeps_espeaks_own_words():
+    with pytest.raises(SpeechError) as info:
+        await EspeakSpeech(runner=Recorder(ProcessResult(1, stderr=b"error: voice 'xx' not found\n"))).say("hello")
+    assert info.value.message == "espeak-ng failed (exit 1): error: voice 'xx' not found"
+
+
+async def test_espeak_output_check_plays_silence_through_the_same_output():
+    run = Recorder()
+    await EspeakSpeech(runner=run, device="plughw:1,0").check_output(timeout_s=3)
+    assert run.calls[0]["argv"][-4:] == ["-d", "plughw:1,0", "-a", "0"] and run.calls[0]["timeout_s"] == 3
 
 
 async def test_espeak_device_argv():

@@ -30,6 +30,7 @@ from node_agent.secrets import (
     FileStore,
     KeyringStore,
     MemoryStore,
+    describe_store,
     device_token_key,
     keyring_service,
     open_store,
@@ -371,6 +372,68 @@ async def test_unknown_marker_is_fatal(state_dir):
 async def test_explicit_keyring_fails_early_without_a_keyring(state_dir):
     with pytest.raises(SecretStoreError, match="no usable OS keyring"):
         await open_store(state_dir, backend="keyring", keyring_backend=fail.Keyring())
+
+
+# --- describing the choice (doctor) ---------------------------------------------------------------
+
+
+def listing(directory: Path) -> list[str] | None:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else None
+
+
+async def stage(state_dir: Path, setup: str) -> None:
+    if setup == "fresh":
+        return
+    state_dir.mkdir()
+    if setup == "secrets.json":
+        await FileStore(state_dir / SECRETS_FILE).set(DEVICE_KEY, SECRET)
+    else:
+        (state_dir / MARKER_FILE).write_text(setup.removeprefix("marker ") + "\n")
+
+
+@pytest.mark.parametrize("setup, keyring_works, backend, reason", [
+    ("fresh", True, "keyring", "the keyring answers: the first start will choose it"),
+    ("fresh", False, "file", "the first start will choose it: "),
+    ("marker file", True, "file", "chosen earlier, per "),
+    ("marker keyring", True, "keyring", "chosen earlier, per "),
+    ("secrets.json", True, "file", "secrets.json exists; the next start records that choice"),
+])
+async def test_describing_the_choice_writes_nothing_and_names_what_open_store_then_opens(
+        state_dir, setup, keyring_works, backend, reason):
+    kr = MemoryKeyring() if keyring_works else fail.Keyring()
+    await stage(state_dir, setup)
+    before = listing(state_dir)
+    choice = await describe_store(state_dir, keyring_backend=kr)
+    assert listing(state_dir) == before  # no directory made, no marker written
+    assert (choice.backend, choice.error) == (backend, None) and choice.reason.startswith(reason)
+    assert (choice.keyring_error is not None) == (not keyring_works)
+
+    store = await open_store(state_dir, keyring_backend=kr)
+    assert type(store) is type(choice.store) and store.name == backend
+    assert (state_dir / MARKER_FILE).read_text().strip() == (choice.record or setup.removeprefix("marker "))
+
+
+@pytest.mark.parametrize("marker", ["keyring", "vault"])
+async def test_describing_a_choice_that_cannot_be_used_gives_the_error_open_store_raises(state_dir, marker):
+    state_dir.mkdir()
+    (state_dir / MARKER_FILE).write_text(marker + "\n")
+    choice = await describe_store(state_dir, keyring_backend=fail.Keyring())
+    assert choice.store is None and choice.error is not None
+    with pytest.raises(SecretStoreError) as info:
+        await open_store(state_dir, keyring_backend=fail.Keyring())
+    assert (info.value.message, info.value.hint, info.value.retry) == (
+        choice.error.message, choice.error.hint, choice.error.retry)
+
+
+async def test_describing_an_explicit_backend_needs_no_marker(state_dir):
+    choice = await describe_store(state_dir, backend="file")
+    assert (choice.backend, choice.marker, choice.record) == ("file", None, None)
+    assert isinstance(choice.store, FileStore) and not state_dir.exists()
+    choice = await describe_store(state_dir, backend="keyring", keyring_backend=fail.Keyring())
+    assert choice.store is None and "no usable OS keyring" in choice.error.message
+    assert isinstance((await describe_store(state_dir, backend="memory")).store, MemoryStore)
+    with pytest.raises(ConfigError):
+        await describe_store(state_dir, backend="vault")
 
 
 # --- keyring store ----------------------------------------------------------------------------

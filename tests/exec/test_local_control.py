@@ -11,7 +11,7 @@ import pytest
 from node_agent.cli import main
 from node_agent.config import Config
 from node_agent.doctor import Status
-from node_agent.exec.doctor import check_exec
+from node_agent.doctor.exec_approvals import check_exec
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -55,7 +55,7 @@ def test_an_unusable_document_is_reported_and_never_edited(tmp_path: Path, capsy
     check = check_exec(Config(state_dir=tmp_path))
     assert check.status is Status.FAIL and "chmod 600" in (check.fix or "")
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(tmp_path))
-    assert "exec:      NOT IN FORCE" in out
+    assert "exec:       NOT IN FORCE" in out
 
 
 def test_doctor_and_status_show_the_policy_in_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,16 +104,17 @@ async def test_the_extension_declares_five_system_commands_and_keeps_the_gateway
 def test_exec_is_on_for_desktop_adapters_and_off_on_a_pi_unless_configured(tmp_path: Path) -> None:
     from node_agent.adapters import select_adapter
     from node_agent.agent.status import StatusBoard
-    from node_agent.cli.run_cmd import _exec_extension
+    from node_agent.cli.run_cmd import _audit_log, _exec_extension
     from node_agent.config.exec import ExecSettings
 
     config = Config(state_dir=tmp_path)
-    assert _exec_extension(config, select_adapter("linux"), StatusBoard(None)) is not None
-    assert _exec_extension(config, select_adapter("pi"), StatusBoard(None)) is None
+    audit = _audit_log(config)
+    assert _exec_extension(config, select_adapter("linux"), StatusBoard(None), audit) is not None
+    assert _exec_extension(config, select_adapter("pi"), StatusBoard(None), audit) is None
     on = Config(state_dir=tmp_path, exec=ExecSettings(enabled=True))
-    assert _exec_extension(on, select_adapter("pi"), StatusBoard(None)) is not None
+    assert _exec_extension(on, select_adapter("pi"), StatusBoard(None), audit) is not None
     off = Config(state_dir=tmp_path, exec=ExecSettings(enabled=False))
-    assert _exec_extension(off, select_adapter("linux"), StatusBoard(None)) is None
+    assert _exec_extension(off, select_adapter("linux"), StatusBoard(None), audit) is None
 
 
 def test_the_exec_table_is_strict(tmp_path: Path) -> None:

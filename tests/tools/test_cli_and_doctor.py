@@ -19,7 +19,7 @@ from node_agent.agent.status import (
 from node_agent.cli import main as cli_main
 from node_agent.config import load_config
 from node_agent.doctor import Status
-from node_agent.tools.doctor import check_tools
+from node_agent.doctor.tools import check_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = [sys.executable, "-m", "tests.support.mcp_fixture_server"]
@@ -91,7 +91,7 @@ def test_the_status_screen_has_a_tools_line(tmp_path, capsys):
     config = write_config(tmp_path, [])
     daemon_status(tmp_path / "state")
     cli_main(["status", "--config", str(config)])
-    assert "tools:     1 published, the gateway keeps 1; failing: git (node-agent tools list)" in \
+    assert "tools:      1 published, the gateway keeps 1; failing: git (node-agent tools list)" in \
         capsys.readouterr().out
 
 
