@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .spec import EXIT_FATAL, Scope, ServiceSpec
+from .spec import EXIT_BUSY, EXIT_FATAL, Scope, ServiceSpec
 
 _BARE_ARG = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
@@ -172,7 +172,7 @@ def render_unit(spec: ServiceSpec) -> str:
         f"SyslogIdentifier={spec.name}",
         "Restart=on-failure",
         "RestartSec=2",
-        f"RestartPreventExitStatus={EXIT_FATAL}",
+        f"RestartPreventExitStatus={EXIT_FATAL} {EXIT_BUSY}",
         f"WatchdogSec={spec.watchdog_sec}" if spec.watchdog_sec else None,
         "TimeoutStopSec=15",
         f"StateDirectory={spec.state_dir}",
