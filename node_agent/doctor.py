@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import functools
 import hashlib
 import json
@@ -181,7 +182,9 @@ def check_config(load_config: Callable[[], Config]) -> tuple[Check, Config | Non
         fix = exc.hint or "correct the configuration file, flag or variable named above"
         return fail("config", exc.message, fix), None
     where = f"{config.config_file}" if config.config_file else "no config file (defaults, environment, flags)"
-    return ok("config", f"{where}; gateway {config.gateway_url} (from {config.gateway_url_source})"), config
+    service = (f"; state dir {config.state_dir} (the system service's)"
+               if config.state_dir_source == "system-service" else "")
+    return ok("config", f"{where}; gateway {config.gateway_url} (from {config.gateway_url_source}){service}"), config
 
 
 def _write_probe(directory: Path) -> None:
@@ -209,6 +212,10 @@ def check_state_dir(state_dir: Path) -> Check:
     try:
         _write_probe(state_dir)
     except OSError as exc:
+        if exc.errno == errno.EROFS:  # no owner or mode change helps here
+            return fail(name, f"{state_dir} is on a read-only file system",
+                        f"remount the file system holding {state_dir} read-write, or pick a --state-dir on a "
+                        "writable one")
         return fail(name, f"{state_dir} is not writable: {exc.strerror or type(exc).__name__}",
                     f"chown it to the user the agent runs as (`sudo chown -R $USER {state_dir}`), "
                     "or pick another --state-dir")
@@ -302,13 +309,16 @@ async def check_secret_store(config: Config) -> tuple[Check, Any]:
 
 async def check_identity(state_dir: Path, store: Any) -> Check:
     """``identity.json`` and the key in the store must agree; every mismatch fails closed."""
-    from .identity import IDENTITY_FILE, DeviceIdentity, read_record
+    from .identity import IDENTITY_FILE, DeviceIdentity, missing_key_hint, read_record
     from .secrets.base import DEVICE_KEY
 
     name = "identity"
     reset = "restore the state dir or keyring from a backup; to start over: `node-agent unpair --reset-identity`"
     if store is None:
         return skip(name, "needs a working secret store")
+    if not getattr(store, "durable", True):
+        return warn(name, f"{store.name} store: each run makes a new identity of its own ({IDENTITY_FILE} is "
+                          "neither read nor written)", "use a store that keeps the identity to stay paired")
     try:
         record = await trio.to_thread.run_sync(read_record, state_dir)
     except IdentityError as exc:
@@ -332,8 +342,7 @@ async def check_identity(state_dir: Path, store: Any) -> Check:
     if identity is None:
         return fail(name, f"{IDENTITY_FILE} names device {record.device_id[:12]}… but its private key is not in "
                           f"the {store.name} store; the agent refuses to start rather than make a new identity",
-                    "unlock the keyring or restore the secrets file; to start over: "
-                    "`node-agent unpair --reset-identity`")
+                    missing_key_hint(store.name, state_dir))
     if identity.device_id != record.device_id:
         return fail(name, f"the key in the {store.name} store ({identity.device_id[:12]}…) does not match "
                           f"{IDENTITY_FILE} ({record.device_id[:12]}…); the agent refuses to guess", reset)

@@ -34,8 +34,9 @@ def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
 
 def status(args: argparse.Namespace) -> int:
     from ..agent.status import read_status, to_json
+    from ..config import for_reading
 
-    config = config_from_args(args)
+    config = for_reading(config_from_args(args))
     record = read_record(config.state_dir)
     current = read_status(config.state_dir)
     exec_policy = _exec_policy(config.state_dir)
@@ -51,6 +52,8 @@ def status(args: argparse.Namespace) -> int:
         return 0
     print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None,
                         exec_policy=exec_policy), end="")
+    if config.state_dir_source == "system-service":
+        print(f"state dir: {config.state_dir} (the system service's; --state-dir to look at another)")
     return 0
 
 
@@ -128,7 +131,9 @@ def _exec_lines(policy: dict | None, section: "ExecStatus | None") -> list[str]:
 
 
 def identity(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    from ..config import for_reading
+
+    config = for_reading(config_from_args(args))
     record = read_record(config.state_dir)
     if record is None:
         print("no identity yet: run `node-agent pair` (or `node-agent run`) first", file=sys.stderr)

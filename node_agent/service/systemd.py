@@ -93,7 +93,9 @@ def _sandbox(spec: ServiceSpec) -> list[str]:
         lines.append(f"User={spec.account}")
     else:
         # A transient UID: nothing to create, nothing left behind; State/Logs directories are
-        # chowned to it. The env file stays root-owned and 0600: PID 1 reads it before the drop.
+        # chowned to it. So is a ConfigurationDirectory= that systemd has to create itself, which
+        # is why `service install` creates /etc/node-agent first (root's, 0755: systemd leaves an
+        # existing one alone). The env file in it stays root's and 0600: PID 1 reads it before the drop.
         lines.append("DynamicUser=yes")
     if voice:
         lines.append("SupplementaryGroups=audio")
