@@ -29,7 +29,7 @@ BATCH = 5
 EXIT_BUSY = 75
 
 
-async def first_exit(a: AgentProcess, b: AgentProcess, timeout: float = 30.0) -> tuple[AgentProcess, AgentProcess]:
+async def first_exit(a: AgentProcess, b: AgentProcess, timeout: float = 60.0) -> tuple[AgentProcess, AgentProcess]:
     """(the one that exited, the one still running); fails if neither or both exit."""
     with trio.move_on_after(timeout):
         while a.proc.poll() is None and b.proc.poll() is None:
@@ -60,7 +60,8 @@ async def race_on_a_fresh_directory(gw: DocumentedGateway, root: Path, n: int) -
         loser, winner = await first_exit(a, b)
         assert_refused_naming(loser, winner)
         # The winner really runs: it asked the gateway to pair (a code is on show) and said so.
-        status = await wait_status_file(state, lambda s: s.pid == winner.proc.pid and s.state.value == "pairing")
+        status = await wait_status_file(
+            state, lambda s: s.pid == winner.proc.pid and s.state.value == "pairing", timeout=60)
         assert status.pairing is not None and status.pairing.code
         code, _ = await winner.terminate()
         assert code == 0, winner.text()[-2000:]
@@ -94,7 +95,8 @@ async def test_two_agents_racing_on_a_paired_directory_one_connects_and_nothing_
             try:
                 loser, winner = await first_exit(a, b)
                 assert_refused_naming(loser, winner)
-                await wait_status_file(state, lambda s: s.pid == winner.proc.pid and s.state.value == "connected")
+                await wait_status_file(
+                    state, lambda s: s.pid == winner.proc.pid and s.state.value == "connected", timeout=60)
                 code, _ = await winner.terminate()
                 assert code == 0, winner.text()[-2000:]
             finally:
