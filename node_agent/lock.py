@@ -20,6 +20,9 @@ Invariants:
 * The holder writes ``{pid, startedAtMs, command}`` into the file, in place, after locking;
   a process that fails to lock only reads it. A holder that has not written its record yet (a
   few microseconds) is waited for briefly, then described without a pid.
+* A read-only state directory still runs a paired agent (the house's promise): the lock file is
+  then locked read-only, without a record, and where there is none the agent runs unguarded,
+  with a warning, rather than not at all.
 * Readers (``status``, ``identity``, ``doctor``) never take the lock: a probe, however short,
   would make an agent starting at that moment exit as "busy".
 * The descriptor is close-on-exec and not inheritable: a helper program the agent starts never
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -39,6 +43,8 @@ from typing import Any
 import attrs
 
 from .errors import LocalError, Retry, StateDirBusy
+
+log = logging.getLogger("node_agent.lock")
 
 LOCK_FILE = "agent.lock"
 
@@ -70,15 +76,16 @@ class Holder:
             parts.append(f"`node-agent {self.command}`")
         if self.started_at_ms is not None:
             parts.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at_ms / 1000)))
-        return f"another node-agent ({', '.join(parts)})" if parts else "another node-agent (still starting)"
+        return f"another node-agent ({', '.join(parts) if parts else 'its pid is not recorded'})"
 
 
 class StateLock:
     """The held lock. :meth:`release` (or leaving the ``with`` block) lets the next agent in;
     process exit does the same."""
 
-    def __init__(self, path: Path, fd: int):
+    def __init__(self, path: Path, fd: int | None):
         self.path = path
+        #: None: not held, because the directory is read-only and has no lock file (see acquire).
         self._fd: int | None = fd
 
     def __repr__(self) -> str:
@@ -114,17 +121,29 @@ def acquire(state_dir: Path, command: str) -> StateLock:
     Blocking only for the time of a few system calls (and, when the race was lost within the
     same instant, up to half a second to read the winner's record).
     """
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _unusable(state_dir, f"cannot create state directory {state_dir}", exc) from None
+    if not state_dir.is_dir():  # (mkdir on a read-only file system fails even for a directory that exists)
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unusable(state_dir, f"cannot create state directory {state_dir}", exc) from None
     path = state_dir / LOCK_FILE
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0) \
-        | getattr(os, "O_BINARY", 0)
+    private = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | private, 0o644)
     except OSError as exc:
-        raise _unusable(state_dir, f"cannot open the lock file {path}", exc) from None
+        if exc.errno not in _READ_ONLY:
+            raise _unusable(state_dir, f"cannot open the lock file {path}", exc) from None
+        # A read-only state directory (an overlay root, a remount after fsck) still runs a paired
+        # agent. flock needs no write access: lock the file an earlier start created, without a
+        # record; if there is none, run unguarded rather than not at all, and say so.
+        try:
+            fd = os.open(path, os.O_RDONLY | private)
+        except OSError as again:
+            log.warning("cannot create the lock file %s (%s): a second agent on this directory would not "
+                        "be stopped", path, exc.strerror or type(exc).__name__)
+            if again.errno != errno.ENOENT:
+                log.debug("opening it read-only failed too: %s", again.strerror)
+            return StateLock(path, None)
     try:
         locked = _try_lock(fd)
     except OSError as exc:
@@ -238,6 +257,9 @@ def _unlock(fd: int) -> None:
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def _unusable(state_dir: Path, what: str, exc: OSError) -> LocalError:

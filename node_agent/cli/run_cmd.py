@@ -238,9 +238,10 @@ async def _pair_outcome(agent, code: int, out: Callable[[Notice | str], None] | 
     say = out or (lambda text: None)
     failure = await agent.link.tokens.retry_save()
     if failure is not None:
+        fix = (failure.hint or "make the secret store writable (see `node-agent doctor`)").rstrip(".")
         say(f"error: the gateway approved this device, but its device token could not be saved: {failure.message}\n"
-            f"  to fix: {(failure.hint or 'make the secret store writable (see `node-agent doctor`)').rstrip('.')}; then run "
-            "`node-agent pair` again: the gateway hands the token over again on connect, without a new approval")
+            f"  to fix: {fix}; then run `node-agent pair` again: the gateway hands the token over again on "
+            "connect, without a new approval")
         return EXIT_FATAL if failure.retry is Retry.FATAL else 1
     if code == EXIT_OK and agent.status.current.surface is Surface.APPROVED:
         say("paired: this device is an approved node. Start the service or run `node-agent run`.")

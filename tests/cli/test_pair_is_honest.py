@@ -52,7 +52,11 @@ dd if=/dev/zero of="$state/filler" bs=1k 2>/dev/null
 echo filled > "$ctl/filled"
 wait "$agent"
 code=$?
-if grep -q device-token "$state/secrets.json"; then echo "WRAPPER: token on disk"; else echo "WRAPPER: no token on disk"; fi
+if grep -q device-token "$state/secrets.json"; then
+    echo "WRAPPER: token on disk"
+else
+    echo "WRAPPER: no token on disk"
+fi
 exit "$code"
 '''
 
@@ -148,8 +152,11 @@ async def test_pair_with_a_keyring_that_stops_answering_exits_non_zero(tmp_path,
                 async with trio.open_nursery() as nursery:
                     codes: list[int] = []
 
+                    def out(notice) -> None:
+                        said.append(notice if isinstance(notice, str) else notice.text)
+
                     async def run() -> None:
-                        codes.append(await serve(config, pair_mode=True, out=lambda n: said.append(str(getattr(n, "text", n)))))
+                        codes.append(await serve(config, pair_mode=True, out=out))
 
                     nursery.start_soon(run)
                     code = await gw.wait_for_code()

@@ -25,13 +25,15 @@ from tests.support.agent_process import REPO
 def _namespaces_work() -> bool:
     if shutil.which("unshare") is None:
         return False
-    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True).returncode == 0
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True)
+    return probe.returncode == 0
 
 
 pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="needs unshare -rm (user + mount namespaces)")
 
 
-def in_namespace(setup: str, *args: str, home: Path, setup_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def in_namespace(setup: str, *args: str, home: Path,
+                 setup_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """``python -m node_agent ARGS`` after ``setup`` (sh, as namespace root), with nothing
     configured: no state-dir flag or variable, HOME an empty directory."""
     env = {k: v for k, v in os.environ.items()

@@ -72,7 +72,7 @@ def test_a_holder_that_has_not_written_its_record_is_described_without_a_pid(tmp
     try:
         with pytest.raises(StateDirBusy) as refused:
             acquire(tmp_path, "run")
-        assert refused.value.message.startswith("another node-agent (still starting) is using")
+        assert refused.value.message.startswith("another node-agent (its pid is not recorded) is using")
     finally:
         proc.kill()
         proc.wait()
@@ -103,3 +103,37 @@ def test_a_directory_that_cannot_be_created_is_a_local_error_with_a_fix(tmp_path
     with pytest.raises(LocalError) as failed:
         acquire(blocker / "state", "run")
     assert "cannot create state directory" in failed.value.message
+
+
+def read_only(monkeypatch, directory) -> None:
+    """Writes under ``directory`` fail as on a read-only mount (root ignores chmod)."""
+    import errno
+
+    real_open = os.open
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR) and str(path).startswith(str(directory)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+
+
+def test_a_read_only_directory_is_still_locked_through_the_file_an_earlier_start_left(tmp_path, monkeypatch):
+    acquire(tmp_path, "run").release()  # the paired directory, as a run left it
+    read_only(monkeypatch, tmp_path)
+    with acquire(tmp_path, "run") as lock:
+        assert lock.held
+        with pytest.raises(StateDirBusy) as refused:
+            acquire(tmp_path, "run")
+        # No record: the holder could not write one on a read-only directory.
+        assert refused.value.message.startswith("another node-agent (its pid is not recorded)")
+
+
+def test_a_read_only_directory_without_a_lock_file_runs_unguarded_and_says_so(tmp_path, monkeypatch, caplog):
+    read_only(monkeypatch, tmp_path)
+    with caplog.at_level("WARNING", logger="node_agent.lock"):
+        lock = acquire(tmp_path, "run")
+    assert not lock.held
+    assert "a second agent on this directory would not be stopped" in caplog.text
+    lock.release()  # a no-op, not an error
