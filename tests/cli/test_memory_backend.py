@@ -3,8 +3,8 @@ runs against the documented-dialect double, a memory run first, then a file-back
 
 The memory store forgets the key when the process ends, so a memory run must not leave an
 ``identity.json`` naming that key (every later start, with any store, would fail closed on it),
-nor create the directory world-readable. What it may leave is what any run leaves: the lock file
-and its last status.
+nor create the directory world-readable. What it may leave is what any run leaves: the lock file,
+its last status and the exec policy document.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from node_agent.exec.store import FILE_NAME as EXEC_POLICY_FILE
 from tests.support.agent_process import AgentProcess, wait_status_file
 from tests.support.agents import SHARED
 from tests.support.documented_gateway import open_documented_gateway
@@ -37,7 +38,10 @@ async def test_a_memory_run_then_a_file_run_on_one_directory(tmp_path):
     state = tmp_path / "state"
     async with open_documented_gateway(shared_token=SHARED, auto_approve=True) as gw:
         await run_until_connected(state, gw.url, backend="memory", token=SHARED, name="memory")
-        assert sorted(p.name for p in state.iterdir()) == ["agent.lock", "status.json"]
+        # What any run leaves (the lock, its status, the exec policy document it publishes), and
+        # nothing of the throwaway identity.
+        left = {p.name for p in state.iterdir()}
+        assert {"agent.lock", "status.json"} <= left <= {"agent.lock", "status.json", EXEC_POLICY_FILE}, left
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         device = await run_until_connected(state, gw.url, backend="file", token=SHARED, name="file")
     assert assert_identity_intact(state, token_for=gw.url, marker=False) == device

@@ -4,12 +4,14 @@ the environment they were started with (``/proc/self/environ``, what the issue r
 End to end: a real ``python -m node_agent run`` with the gateway token, the password, a token
 copied under an innocent allowlisted name (``LC_PAPER``) and an unrelated API key in its own
 environment; the documented-dialect double invokes ``system.notify`` and a fake ``notify-send``
-writes down its environment. In process: the speech engine and the speech-to-text command, the
-two other helpers the agent runs, through the same fake.
+writes down its environment. In process, through the same fake: the adapter's speech engine, the
+voice room's reply speaker and ffmpeg, the speech-to-text command; and the pocketsphinx worker's
+environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -20,7 +22,9 @@ import trio
 
 from node_agent.adapters.linux import EspeakSpeech, LinuxNotifier
 from node_agent.logs import register_secret
-from node_agent.voice.stt import CommandSTT
+from node_agent.voice.errors import TTSError
+from node_agent.voice.stt import CommandSTT, transcribe
+from node_agent.voice.tts import EspeakTTS, convert_to_wav
 from tests.support.agent_process import KNOWN_TOKENS, AgentProcess, wait_status_file
 from tests.support.agents import SHARED
 from tests.support.documented_gateway import open_documented_gateway
@@ -96,18 +100,31 @@ def secret_environment(monkeypatch, tmp_path):
     return records
 
 
-@pytest.mark.parametrize("helper", ["notify-send", "espeak-ng", "stt"])
+@pytest.mark.parametrize("helper", ["notify-send", "espeak-ng", "voice espeak-ng", "ffmpeg", "stt"])
 async def test_every_kind_of_helper_gets_an_environment_without_secrets(tmp_path, secret_environment, helper):
     records = secret_environment
-    fake_helper(tmp_path / "bin", helper, records, stdout="hello there")
+    program = helper.split()[-1]
+    fake_helper(tmp_path / "bin", program, records, stdout="hello there")
     if helper == "notify-send":
         assert await LinuxNotifier().notify("title", "body") == "notify-send"
     elif helper == "espeak-ng":
         await EspeakSpeech().say("the pairing code is 1 2 3")
+    elif helper == "voice espeak-ng":  # the voice room's reply speaker
+        with contextlib.suppress(TTSError):  # the fake's "audio" is not a WAV; its environment is the point
+            await EspeakTTS().synthesize("it is three o'clock")
+    elif helper == "ffmpeg":  # converts a Talk provider's MP3 for playback
+        with contextlib.suppress(TTSError):
+            await convert_to_wav(b"ID3 not really mp3", "talk.speak", "audio/mpeg")
     else:
-        assert await CommandSTT(["stt", "--lang", "en"], env={"STT_MODEL": "small"}).transcribe(b"\0\0" * 160) \
-            == "hello there"
-    env = recorded(records, helper)
+        stt = CommandSTT(["stt", "--lang", "en"], env={"STT_MODEL": "small"})
+        assert await transcribe(stt, b"\0\0" * 160) == "hello there"
+    env = recorded(records, program)
     assert_holds_no_secret(env, SHARED, PASSWORD, API_KEY)
     if helper == "stt":
         assert env["STT_MODEL"] == "small"  # what the user configured for the tool does arrive
+
+
+def test_the_pocketsphinx_worker_starts_without_secrets(secret_environment):
+    from node_agent.voice.stt_pocketsphinx import worker_env
+
+    assert_holds_no_secret(worker_env(), SHARED, PASSWORD, API_KEY)
