@@ -48,6 +48,9 @@ class NodeAgentError(Exception):
     retry: Retry = Retry.FATAL
     #: One sentence telling a person what to do about it (shown by the CLI, ``status``, ``doctor``).
     hint: str | None = None
+    #: The process exit status when this error ends a command; None: by the retry category
+    #: (78, EX_CONFIG, for FATAL; 1 otherwise).
+    exit_status: int | None = None
 
     def __init__(self, message: str, *, retry: Retry | None = None, hint: str | None = None):
         super().__init__(message)
@@ -81,6 +84,17 @@ class LocalProtocolError(LocalError):
     """We tried something the protocol forbids in the current state: a bug on our side."""
 
     retry = Retry.FATAL
+
+
+class StateDirBusy(LocalError):
+    """Another agent holds this state directory (:mod:`node_agent.lock`); the message names it.
+
+    Its own exit status, 75 (EX_TEMPFAIL: the same command works once the other agent is gone),
+    so scripts and service managers can tell it from a configuration error (78); see
+    :data:`node_agent.service.spec.EXIT_BUSY` for what the systemd unit does with it."""
+
+    retry = Retry.FATAL
+    exit_status = 75
 
 
 class SecretStoreError(LocalError):

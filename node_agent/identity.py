@@ -10,6 +10,10 @@ present and the key is missing, unreadable or does not match, we raise :class:`I
 and never generate a replacement: a new key would silently orphan the pairing a person approved.
 Only ``node-agent unpair --reset-identity`` starts over.
 
+A store that forgets (``memory``) gets an identity of its own (:func:`ephemeral`) that never
+touches the state directory: an ``identity.json`` naming a key nobody kept would make every
+later start, with any store, fail closed.
+
 ``cryptography`` and the secret stores (which bring Trio) are imported where a key is used, not
 at import time: ``node-agent identity`` and ``status`` read ``identity.json`` and need neither.
 """
@@ -139,8 +143,33 @@ def read_record(state_dir: Path) -> IdentityRecord | None:
 def write_record(state_dir: Path, record: IdentityRecord) -> None:
     from .atomic import atomic_write  # the same crash-safe write the secret file uses
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(state_dir / IDENTITY_FILE, (json.dumps(record.to_json(), indent=2) + "\n").encode())
+
+
+def ephemeral(*, platform: str, device_family: str) -> tuple[DeviceIdentity, IdentityRecord]:
+    """A new identity for this process only (the ``memory`` store): nothing is read from or
+    written to the state directory."""
+    identity = DeviceIdentity.generate()
+    return identity, _new_record(identity, platform, device_family)
+
+
+def _new_record(identity: DeviceIdentity, platform: str, device_family: str) -> IdentityRecord:
+    return IdentityRecord(device_id=identity.device_id, public_key=identity.public_key, instance_id=str(uuid.uuid4()),
+                          platform=platform, device_family=device_family, created_at_ms=int(time.time() * 1000))
+
+
+def missing_key_hint(store_name: str, state_dir: Path) -> str:
+    """What to do when ``identity.json`` names a key the store does not have: only the keyring
+    can be locked; a file store's key is in ``secrets.json``, which a backup can bring back."""
+    from .secrets.selection import SECRETS_FILE
+
+    reset = "to start over (a new device, paired again): `node-agent unpair --reset-identity`"
+    if store_name == "keyring":
+        return f"if the OS keyring is locked, unlock it (or start its service); {reset}"
+    if store_name == "file":
+        return f"restore {state_dir / SECRETS_FILE} from a backup (it holds the key); {reset}"
+    return reset
 
 
 async def load_or_create(state_dir: Path, store: "SecretStore", *, platform: str, device_family: str,
@@ -161,7 +190,7 @@ async def load_or_create(state_dir: Path, store: "SecretStore", *, platform: str
             raise IdentityError(
                 f"{state_dir / IDENTITY_FILE} names device {record.device_id[:12]}… but its private key "
                 f"is not in the {store.name} secret store; refusing to create a new identity",
-                hint="if the keyring is locked, unlock it; to start over run `node-agent unpair --reset-identity`")
+                hint=missing_key_hint(store.name, state_dir))
         identity = DeviceIdentity.from_secret(secret)
         if identity.device_id != record.device_id:
             raise IdentityError(
@@ -176,9 +205,7 @@ async def load_or_create(state_dir: Path, store: "SecretStore", *, platform: str
     else:
         identity = DeviceIdentity.generate()
         await store.set(DEVICE_KEY, identity.private_secret())
-    record = IdentityRecord(device_id=identity.device_id, public_key=identity.public_key,
-                            instance_id=str(uuid.uuid4()), platform=platform, device_family=device_family,
-                            created_at_ms=int(time.time() * 1000))
+    record = _new_record(identity, platform, device_family)
     try:
         await trio.to_thread.run_sync(write_record, state_dir, record)
     except OSError as exc:

@@ -15,7 +15,8 @@ itself owns what every role shares:
 * the reconnect loop and the signature fallback (the protocol's classification of a refused
   ``connect`` says when to sign v2; the link never looks at a codec's types);
 * the device token, per role (:class:`TokenKeeper`): loaded once, saved when the gateway issues
-  one (and again on every connect after a failed save), forgotten when the gateway refuses it;
+  one (and again on every connect after a failed save, whether or not that connect brings it
+  again), forgotten when the gateway refuses it;
 * the pairing announcer: each request or code is announced once, to the log and to the
   :class:`Notice` sink (the ``pair`` screen). When a screen shows the notices (``screen=True``)
   the log keeps one line per notice, its summary: the screen is where a person reads the whole
@@ -149,10 +150,14 @@ class TokenKeeper:
         self.loaded = False
         #: Why the last save failed (None once a save succeeds). While set, the next issue of the
         #: same token is saved again.
-        self.save_error: str | None = None
+        self.save_failure: NodeAgentError | None = None
 
     def __repr__(self) -> str:
         return f"<TokenKeeper {self.key} held={self.token is not None} save_error={self.save_error is not None}>"
+
+    @property
+    def save_error(self) -> str | None:
+        return self.save_failure.message if self.save_failure is not None else None
 
     async def load(self) -> None:
         """Read the stored token (once per process; raises the store's error)."""
@@ -160,21 +165,32 @@ class TokenKeeper:
         self.loaded = True
 
     async def keep(self, token: Secret) -> None:
-        if self.token == token and self.save_error is None:
+        if self.token == token and self.save_failure is None:
             return  # already saved
+        self.token = token
+        await self._save(token, "will retry on the next connect")
+
+    async def retry_save(self, then: str = "still failing") -> NodeAgentError | None:
+        """Try once more to save a token whose save failed (the link does on a connect that did
+        not bring the token again; ``pair`` does before it says how pairing went). Returns the
+        failure if it still fails, None once the token is stored."""
+        if self.save_failure is not None and self.token is not None:
+            await self._save(self.token, then)
+        return self.save_failure
+
+    async def _save(self, token: Secret, then: str) -> None:
         try:
             await self._store.set(self.key, token)
         except NodeAgentError as exc:
-            # Keep running on the token in memory; the gateway re-sends it on every connect, so the
-            # next connect retries the save. The old token on disk stays intact (atomic writes).
+            # Keep running on the token in memory; every later connect retries the save (see
+            # Link._on_ready). The old token on disk stays intact (atomic writes).
             logging.getLogger("node_agent.agent").error(
-                "%s: could not save the device token (%s); will retry on the next connect", self._label, exc.message)
-            self.save_error = exc.message
+                "%s: could not save the device token (%s); %s", self._label, exc.message, then)
+            self.save_failure = exc
         else:
             logging.getLogger("node_agent.agent").info("%s: device token saved to the %s secret store",
                                                        self._label, self._store.name)
-            self.save_error = None
-        self.token = token
+            self.save_failure = None
 
     async def forget(self) -> None:
         self.token = None
@@ -209,6 +225,7 @@ class Link:
         self._screen = screen
         self._gate = gate
         self._signature_version = 3
+        self._token_offered = False  # this connection brought a device token (saved, or tried)
         self._announced: set[str | None] = set()
         self._stop_scope = trio.CancelScope()
         self._stopping = False
@@ -284,6 +301,7 @@ class Link:
         return text if self.role.role == "node" else f"{self.role.name}: {text}"
 
     async def _attempt(self) -> NodeAgentError:
+        self._token_offered = False
         inputs = self.connect_inputs()
         self._set_state(LinkState.CONNECTING)
 
@@ -350,6 +368,10 @@ class Link:
         self._bootstrap_token = None  # a setup code pairs once
         self._set_state(LinkState.CONNECTED, connected_at_ms=_now_ms(), last_error=None, retry_in_seconds=None,
                         pairing=None, hint=None)
+        if not self._token_offered:
+            # A dialect may not hand over again a token we presented ourselves (the documented one
+            # does not): a save that failed earlier is retried on every connect all the same.
+            await self.tokens.retry_save("will retry on the next connect")
         if self._announced:
             self._announced.clear()
             self.say(NoticeKind.DEVICE_APPROVED, f"{self.role.name}: device approved by the gateway"
@@ -377,6 +399,7 @@ class Link:
                            f"openclaw devices approve {pending.request_id or '<requestId>'}")
 
     async def _on_store_token(self, token: Secret) -> None:
+        self._token_offered = True
         await self.tokens.keep(token)
         self._bootstrap_token = None
 

@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"node-agent: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  to fix: {exc.hint}", file=sys.stderr)
+        if exc.exit_status is not None:
+            return exc.exit_status
         return 78 if exc.retry.value == "fatal" else 1
     except KeyboardInterrupt:
         return 130

@@ -38,6 +38,7 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None]) ->
 def run(args: argparse.Namespace) -> int:
     import trio
 
+    from ..config import for_reading
     from ..doctor import DoctorOptions, exit_code, report_json, run_checks
     from .options import config_from_args
     from .screens import render_doctor, terminal_width
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     previous = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        checks = trio.run(run_checks, lambda: config_from_args(args), options)
+        checks = trio.run(run_checks, lambda: for_reading(config_from_args(args)), options)
     finally:
         logger.setLevel(previous)
     if args.json:

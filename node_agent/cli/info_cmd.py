@@ -31,8 +31,9 @@ def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
 
 def status(args: argparse.Namespace) -> int:
     from ..agent.status import read_status, to_json
+    from ..config import for_reading
 
-    config = config_from_args(args)
+    config = for_reading(config_from_args(args))
     record = read_record(config.state_dir)
     current = read_status(config.state_dir)
     exec_policy = _exec_policy(config.state_dir)
@@ -49,8 +50,9 @@ def status(args: argparse.Namespace) -> int:
     from .screens import render_status, terminal_width
 
     width = terminal_width(sys.stdout)
+    service_dir = str(config.state_dir) if config.state_dir_source == "system-service" else None
     print(render_status(current, gateway=config.gateway_url, device_id=record.device_id if record else None,
-                        exec_policy=exec_policy, width=width or 10_000), end="")
+                        exec_policy=exec_policy, service_state_dir=service_dir, width=width or 10_000), end="")
     return 0
 
 
@@ -65,7 +67,9 @@ def _exec_policy(state_dir) -> dict | None:
 
 
 def identity(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    from ..config import for_reading
+
+    config = for_reading(config_from_args(args))
     record = read_record(config.state_dir)
     if record is None:
         print("no identity yet: run `node-agent pair` (or `node-agent run`) first", file=sys.stderr)
@@ -78,12 +82,12 @@ def identity(args: argparse.Namespace) -> int:
 
 
 def unpair(args: argparse.Namespace) -> int:
-    import trio
-
-    from ..secrets import open_store
-    from ..secrets.base import DEVICE_KEY, device_token_key
+    from ..lock import acquire
 
     config = config_from_args(args)
+    if config.secret_backend == "memory":
+        print("the memory secret store keeps nothing between runs: nothing to forget", file=sys.stderr)
+        return 0
     if args.reset_identity and not args.yes:
         if not sys.stdin.isatty():
             print("refusing to delete the identity without --yes", file=sys.stderr)
@@ -91,16 +95,29 @@ def unpair(args: argparse.Namespace) -> int:
         answer = input("Delete this device's identity? The gateway will see a new, unpaired device. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 1
+    # A writer like `run`: never behind a running agent's back (it would save the token again on
+    # its next connect, or keep running on an identity that no longer exists on disk).
+    with acquire(config.state_dir, "unpair"):
+        record = read_record(config.state_dir)
+        _forget(config, reset_identity=args.reset_identity)
+    device = record.device_id if record is not None else "<deviceId>"
+    print("device token forgotten" + ("; identity deleted" if args.reset_identity else "")
+          + f". Remove the device on the gateway too: openclaw devices remove {device}")
+    return 0
 
-    async def _clear() -> None:
+
+def _forget(config, *, reset_identity: bool) -> None:
+    import trio
+
+    from ..secrets import open_store
+    from ..secrets.base import DEVICE_KEY, device_token_key
+
+    async def clear() -> None:
         store = await open_store(config.state_dir, backend=config.secret_backend, timeout=config.secret_timeout)
         await store.delete(device_token_key(config.gateway_url))
         await store.delete(device_token_key(config.gateway_url, role="operator"))  # the voice operator link
-        if args.reset_identity:
+        if reset_identity:
             await store.delete(DEVICE_KEY)
             (config.state_dir / IDENTITY_FILE).unlink(missing_ok=True)
 
-    trio.run(_clear)
-    print("device token forgotten" + ("; identity deleted" if args.reset_identity else "")
-          + ". Remove the device on the gateway too: openclaw devices remove <deviceId>")
-    return 0
+    trio.run(clear)

@@ -172,11 +172,13 @@ def _commands(*commands: str) -> list[str]:
 
 def render_status(current: AgentStatus | None, *, gateway: str | None, device_id: str | None,
                   exec_policy: dict[str, Any] | None = None, now_ms: int | None = None,
-                  width: int = DEFAULT_WIDTH) -> str:
+                  service_state_dir: str | None = None, width: int = DEFAULT_WIDTH) -> str:
     """The ``status`` screen for the agent's last status (None: it never ran here).
     ``gateway`` and ``device_id`` are the configuration's and the identity's, for when the
     status does not say; ``exec_policy`` is the exec approvals document's report
-    (:func:`node_agent.cli.exec_cmd.policy_report`; None when there is none)."""
+    (:func:`node_agent.cli.exec_cmd.policy_report`; None when there is none);
+    ``service_state_dir`` is set when the state directory read is the system service's (status
+    run as root), so the screen says whose it is."""
     from ..agent.status import LinkState, Surface, public_url
 
     now_ms = _now_ms() if now_ms is None else now_ms
@@ -186,6 +188,7 @@ def render_status(current: AgentStatus | None, *, gateway: str | None, device_id
         lines += _field("gateway", public_url(gateway) or "(not configured)", width)
         lines += _field("device id", device_id or "(no identity yet)", width)
         lines += _exec_lines(exec_policy, None, width)
+        lines += _state_dir_line(service_state_dir, width)
         return "\n".join(lines) + "\n"
 
     state = current.state.value
@@ -256,7 +259,14 @@ def render_status(current: AgentStatus | None, *, gateway: str | None, device_id
         lines += _field("last error", current.last_error, width)
     if current.hint:
         lines += _field("to fix", current.hint, width)
+    lines += _state_dir_line(service_state_dir, width)
     return "\n".join(lines) + "\n"
+
+
+def _state_dir_line(service_state_dir: str | None, width: int) -> list[str]:
+    if service_state_dir is None:
+        return []
+    return _field("state dir", f"{service_state_dir} (the system service's; --state-dir to look at another)", width)
 
 
 def _tools_lines(section: ToolsStatus | None, width: int) -> list[str]:

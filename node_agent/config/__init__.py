@@ -82,6 +82,8 @@ class Config:
     display_name: str = attrs.field(factory=socket.gethostname)
     adapter: str | None = None
     state_dir: Path = attrs.field(factory=lambda: default_state_dir())
+    #: "default" | "file" | "env" | "flag" | "system-service" (see :func:`for_reading`).
+    state_dir_source: str = "default"
     config_file: Path | None = None
     secret_backend: str = "auto"
     secret_timeout: float = 3.0
@@ -104,6 +106,32 @@ def default_state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("node-agent", appauthor=False))
+
+
+#: Where the system service keeps its state: the unit's ``StateDirectory=`` (a symlink into
+#: ``/var/lib/private`` under ``DynamicUser=``).
+SYSTEM_STATE_DIR = Path("/var/lib/node-agent")
+#: Files that show an agent has used a state directory (identity, or a status it wrote).
+_USED_MARKS = ("identity.json", "status.json")
+
+
+def for_reading(config: Config, *, euid: int | None = None, system_dir: Path = SYSTEM_STATE_DIR) -> Config:
+    """The configuration a command that only reads (``status``, ``identity``, ``doctor``) looks
+    through. As root with no state directory chosen (no flag, variable or file setting), root's
+    own default directory has usually never been used while the system service's has: then it is
+    the service's. Not for ``run`` or ``pair``: where a new agent keeps its state is a person's
+    choice, and joining the service's directory is what the single-instance lock refuses."""
+    if os.name != "posix" or config.state_dir_source != "default" or os.environ.get("STATE_DIRECTORY"):
+        return config
+    if (os.geteuid() if euid is None else euid) != 0:
+        return config
+    if _used(config.state_dir) or not _used(system_dir):
+        return config
+    return attrs.evolve(config, state_dir=system_dir, state_dir_source="system-service")
+
+
+def _used(directory: Path) -> bool:
+    return any((directory / name).exists() for name in _USED_MARKS)
 
 
 def default_config_file() -> Path:
@@ -251,6 +279,8 @@ def load_config(*, config_file: Path | None = None, env: Mapping[str, str] | Non
 
     if "gateway_url" in settings:
         settings["gateway_url_source"] = sources.get("gateway_url", "default")
+    if "state_dir" in settings:
+        settings["state_dir_source"] = sources.get("state_dir", "default")
     for key in ("state_dir", "token_file"):
         if isinstance(settings.get(key), str):
             settings[key] = _expand_path(settings[key], key)
@@ -290,7 +320,26 @@ def read_token_file(path: Path) -> Secret:
         raise ConfigError(f"token file path {str(path)!r} is not a valid path") from None
     if not text:
         raise ConfigError(f"token file {path} is empty")
+    _warn_if_public(path)
     return Secret(text)
+
+
+def _warn_if_public(path: Path) -> None:
+    """One warning when everyone on the machine can read (or replace) the token file. Used anyway:
+    refusing would not un-leak it, only stop the agent. Group bits are left alone: 0640 with the
+    service's group is how a shared token is meant to reach a service account."""
+    if os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o006:
+        import logging
+
+        logging.getLogger("node_agent.config").warning(
+            "token file %s has mode %04o: every user on this machine can read or replace the gateway "
+            "token; chmod 600 %s (or 640 with the service's group)", path, mode, path)
 
 
 def validate(config: Config) -> None:

@@ -18,7 +18,9 @@ def check_config(load_config: Callable[[], Config]) -> tuple[Check, Config | Non
         fix = exc.hint or "correct the configuration file, flag or variable named above"
         return fail("config", exc.message, fix), None
     where = f"{config.config_file}" if config.config_file else "no config file (defaults, environment, flags)"
-    return ok("config", f"{where}; gateway {config.gateway_url} (from {config.gateway_url_source})"), config
+    service = (f"; state dir {config.state_dir} (the system service's)"
+               if config.state_dir_source == "system-service" else "")
+    return ok("config", f"{where}; gateway {config.gateway_url} (from {config.gateway_url_source}){service}"), config
 
 
 async def run(ctx: Context) -> Check:

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from ..errors import IdentityError, NodeAgentError
-from ..identity import IDENTITY_FILE, DeviceIdentity, read_record
+from ..identity import IDENTITY_FILE, DeviceIdentity, missing_key_hint, read_record
 from ..secrets import DEVICE_KEY, SecretStore
 from .check import Check, fail, ok, warn
 from .context import Context
@@ -21,6 +21,9 @@ _RESET = "restore the state dir or keyring from a backup; to start over: `node-a
 
 async def check_identity(state_dir: Path, store: SecretStore) -> Check:
     name = "identity"
+    if not store.durable:
+        return warn(name, f"{store.name} store: each run makes a new identity of its own ({IDENTITY_FILE} is "
+                          "neither read nor written)", "use a store that keeps the identity to stay paired")
     try:
         record = await trio.to_thread.run_sync(read_record, state_dir)
     except IdentityError as exc:
@@ -44,8 +47,7 @@ async def check_identity(state_dir: Path, store: SecretStore) -> Check:
     if identity is None:
         return fail(name, f"{IDENTITY_FILE} names device {record.device_id[:12]}… but its private key is not in "
                           f"the {store.name} store; the agent refuses to start rather than make a new identity",
-                    "unlock the keyring or restore the secrets file; to start over: "
-                    "`node-agent unpair --reset-identity`")
+                    missing_key_hint(store.name, state_dir))
     if identity.device_id != record.device_id:
         return fail(name, f"the key in the {store.name} store ({identity.device_id[:12]}…) does not match "
                           f"{IDENTITY_FILE} ({record.device_id[:12]}…); the agent refuses to guess", _RESET)

@@ -3,6 +3,7 @@ write to it (they could replace the identity and tokens). Looking never creates 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -39,6 +40,10 @@ def check_state_dir(state_dir: Path) -> Check:
     try:
         write_probe(state_dir)
     except OSError as exc:
+        if exc.errno == errno.EROFS:  # no owner or mode change helps here
+            return fail(name, f"{state_dir} is on a read-only file system",
+                        f"remount the file system holding {state_dir} read-write, or pick a --state-dir on a "
+                        "writable one")
         return fail(name, f"{state_dir} is not writable: {exc.strerror or type(exc).__name__}",
                     f"chown it to the user the agent runs as (`sudo chown -R $USER {state_dir}`), "
                     "or pick another --state-dir")

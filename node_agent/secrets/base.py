@@ -33,6 +33,9 @@ def device_token_key(gateway_url: str, role: str = "node") -> str:
 class SecretStore(Protocol):
     #: "keyring", "file" or "memory": shown by ``status`` and ``doctor``.
     name: str
+    #: False for a store that forgets everything when the process ends (``memory``): nothing
+    #: durable may be built on it (no identity file names its key; ``pair`` refuses it).
+    durable: bool
 
     async def get(self, key: str) -> Secret | None: ...
 

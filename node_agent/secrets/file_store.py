@@ -50,6 +50,7 @@ class _Loaded:
 
 class FileStore:
     name = "file"
+    durable = True
 
     def __init__(self, path: Path | str):
         self.path = Path(path)

@@ -39,6 +39,7 @@ PROBE_KEY = "probe"
 
 class KeyringStore:
     name = "keyring"
+    durable = True
 
     def __init__(self, service: str, timeout: float = 3.0, backend: Any | None = None):
         self.service = service

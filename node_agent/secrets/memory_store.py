@@ -13,6 +13,7 @@ from ._values import require_secret
 
 class MemoryStore:
     name = "memory"
+    durable = False
 
     def __init__(self) -> None:
         self._values: dict[str, Secret] = {}

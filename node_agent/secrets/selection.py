@@ -46,6 +46,7 @@ import trio
 
 from ..atomic import atomic_write
 from ..errors import ConfigError, Retry, SecretStoreError
+from ..supervision import after_the_fix
 from .base import SecretStore
 from .file_store import FileStore
 from .keyring_store import KeyringStore
@@ -154,7 +155,7 @@ async def _choose(state_dir: Path, backend: str, timeout: float, keyring_backend
                 f"unavailable: {exc.message}",
                 retry=Retry.TRANSIENT,
                 hint=("Make the OS keyring available to the user the agent runs as (unlock it, or "
-                      f"start its service); the agent retries by itself. Deleting {marker} would "
+                      f"start its service); {after_the_fix()}. Deleting {marker} would "
                       "switch to the file store and a new identity (the device must then be "
                       "paired again)."),
             )

@@ -156,6 +156,10 @@ def write_env_file(path: Path, token: Secret) -> None:
     atomic_write(path, ("\n".join([*kept, env_file_line(token)]) + "\n").encode("utf-8"), 0o600)
 
 
+def _owner(path: Path) -> int:
+    return path.stat().st_uid
+
+
 # --- the manager ------------------------------------------------------------------------------
 
 
@@ -335,8 +339,9 @@ class ServiceManager:
         if problems:
             raise ServiceError("; ".join(problems))
         env_file = self.env_file_path()
+        if not self.user:
+            self._claim_config_dir(self._rooted(f"/etc/{spec.config_dir}"))
         if token is not None and env_file is not None:
-            # /etc/node-agent stays root-owned (systemd never chowns ConfigurationDirectory=).
             env_file.parent.mkdir(mode=0o755 if not self.user else 0o700, parents=True, exist_ok=True)
             write_env_file(env_file, token)
             self.echo(f"wrote {env_file} (mode 0600)")
@@ -356,6 +361,20 @@ class ServiceManager:
         if token is None and env_file is not None and not env_file.exists():
             self.echo(f"no gateway token stored: export {TOKEN_ENV_VAR} and re-run with "
                       "--token-from-env, or pair with a setup code")
+
+    def _claim_config_dir(self, path: Path) -> None:
+        """``/etc/node-agent`` exists, root's, 0755, before the first start. systemd (252, seen
+        booted in a container) creates a *missing* ``ConfigurationDirectory=`` owned by the
+        service's user, the transient ``DynamicUser=`` one included, and leaves an existing one
+        alone; a service owning the directory of its own env file and config could rewrite them.
+        A directory an earlier start gave away is taken back (when we are root)."""
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        owner = _owner(path)
+        if self.uid == 0 and owner != 0:
+            os.chown(path, 0, 0)
+            os.chmod(path, 0o755)
+            self.echo(f"{path} was owned by uid {owner} (systemd hands a ConfigurationDirectory= it creates "
+                      "to the service's user); gave it back to root")
 
     def _install_launchd(self, spec: ServiceSpec) -> None:
         for log_file in log_paths(spec):

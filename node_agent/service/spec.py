@@ -21,6 +21,8 @@ import enum
 
 import attrs
 
+from ..errors import StateDirBusy
+
 #: The service's name everywhere a manager wants one: unit name, directory names, task name.
 SERVICE_NAME = "node-agent"
 #: launchd's reverse-DNS label (also the plist's file name).
@@ -29,6 +31,12 @@ LAUNCHD_LABEL = "ai.openclaw.node-agent"
 #: EX_CONFIG from sysexits.h. systemd is told not to restart on it, since retrying cannot help
 #: and a restart loop only hides the message a person needs to read.
 EXIT_FATAL = 78
+#: Exit status of an agent that found its state directory held by another agent (EX_TEMPFAIL;
+#: :mod:`node_agent.lock`). systemd is told not to restart on it either: the directory would still
+#: be held 2 s later, and a restart loop every few seconds (a second of CPU each on a Pi) would
+#: bury the message that names the other agent. Whoever started that one stops it, then starts
+#: the service. (launchd cannot exempt a status: it tries again after ``ThrottleInterval``.)
+EXIT_BUSY = StateDirBusy.exit_status
 #: The one environment variable that carries the shared gateway token into a service.
 TOKEN_ENV_VAR = "OPENCLAW_GATEWAY_TOKEN"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .spec import EXIT_FATAL, Scope, ServiceSpec
+from .spec import EXIT_BUSY, EXIT_FATAL, Scope, ServiceSpec
 
 _BARE_ARG = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
@@ -93,7 +93,9 @@ def _sandbox(spec: ServiceSpec) -> list[str]:
         lines.append(f"User={spec.account}")
     else:
         # A transient UID: nothing to create, nothing left behind; State/Logs directories are
-        # chowned to it. The env file stays root-owned and 0600: PID 1 reads it before the drop.
+        # chowned to it. So is a ConfigurationDirectory= that systemd has to create itself, which
+        # is why `service install` creates /etc/node-agent first (root's, 0755: systemd leaves an
+        # existing one alone). The env file in it stays root's and 0600: PID 1 reads it before the drop.
         lines.append("DynamicUser=yes")
     if voice:
         lines.append("SupplementaryGroups=audio")
@@ -172,7 +174,7 @@ def render_unit(spec: ServiceSpec) -> str:
         f"SyslogIdentifier={spec.name}",
         "Restart=on-failure",
         "RestartSec=2",
-        f"RestartPreventExitStatus={EXIT_FATAL}",
+        f"RestartPreventExitStatus={EXIT_FATAL} {EXIT_BUSY}",
         f"WatchdogSec={spec.watchdog_sec}" if spec.watchdog_sec else None,
         "TimeoutStopSec=15",
         f"StateDirectory={spec.state_dir}",

@@ -283,3 +283,23 @@ async def test_a_ping_without_a_pong_ends_the_link_at_exactly_interval_plus_time
         assert trio.current_time() == spoke + 30.0
         assert conn.closed_code == 4000
         await gw.wait_connection(2)
+
+
+async def test_device_approved_is_said_once_however_often_the_link_reconnects(autojump_clock, tmp_path):
+    from node_agent.agent.link import NoticeKind
+
+    gw = FakeGateway()
+    notices = []
+    agent = make_agent(gw, tmp_path, notices=notices.append)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        await trio.sleep(4)  # refused at 0 and 3 s: one request, announced once
+        gw.approve(agent.identity.device_id)
+        for count in (3, 4, 5):  # approved; then the gateway drops the socket twice
+            conn = await gw.wait_connection(count)
+            await conn.wait_request("node.event")
+            if count < 5:
+                await conn.close(1012, "service restart")
+        nursery.cancel_scope.cancel()
+    kinds = [n.kind for n in notices]
+    assert kinds == [NoticeKind.PAIRING_PENDING, NoticeKind.DEVICE_APPROVED], [n.text for n in notices]

@@ -84,3 +84,15 @@ def test_argparse_errors(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_unpair_reset_identity_names_the_device_to_remove_on_the_gateway(tmp_path):
+    from node_agent.identity import DeviceIdentity, IdentityRecord, write_record
+
+    identity = DeviceIdentity.generate()
+    write_record(tmp_path, IdentityRecord(device_id=identity.device_id, public_key=identity.public_key,
+                                          instance_id="i", platform="linux", device_family="Linux", created_at_ms=1))
+    result = run_cli("unpair", "--reset-identity", "--yes", "--state-dir", str(tmp_path), "--secret-backend", "file")
+    assert result.returncode == 0, result.stderr
+    assert f"openclaw devices remove {identity.device_id}" in result.stdout
+    assert not (tmp_path / "identity.json").exists()

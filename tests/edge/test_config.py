@@ -107,3 +107,39 @@ def test_config_is_immutable():
     config = Config(state_dir=Path("/tmp/x"))
     with pytest.raises(Exception):
         config.gateway_url = "ws://elsewhere"  # type: ignore[misc]
+
+
+def test_a_token_file_others_can_read_is_used_with_a_warning(tmp_path, caplog):
+    import logging
+
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-readable-by-all-0123\n")
+    token_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="node_agent"):
+        config = load_config(config_file=write(tmp_path, f'[gateway]\ntoken_file = "{token_file}"\n'), env={})
+    assert config.shared_token.reveal() == "tok-readable-by-all-0123"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"token file {token_file} has mode 0644" in warning and f"chmod 600 {token_file}" in warning
+    assert "tok-readable" not in warning
+    caplog.clear()
+    token_file.chmod(0o640)  # group-readable on purpose (a service group) is a choice, not a leak
+    load_config(config_file=write(tmp_path, f'[gateway]\ntoken_file = "{token_file}"\n'), env={})
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_readers_look_at_the_system_service_state_only_as_root_with_nothing_chosen(tmp_path, monkeypatch):
+    from node_agent.config import for_reading
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    service, own = tmp_path / "var-lib-node-agent", tmp_path / "own"
+    service.mkdir()
+    (service / "status.json").write_text("{}")
+    default = Config(state_dir=own)
+    assert for_reading(default, euid=0, system_dir=service).state_dir == service
+    assert for_reading(default, euid=0, system_dir=service).state_dir_source == "system-service"
+    assert for_reading(default, euid=1000, system_dir=service) == default  # not root
+    chosen = load_config(env={"NODE_AGENT_STATE_DIR": str(own)})
+    assert chosen.state_dir_source == "env" and for_reading(chosen, euid=0, system_dir=service) == chosen
+    own.mkdir()
+    (own / "identity.json").write_text("{}")  # root's own directory is in use: it is root's choice
+    assert for_reading(default, euid=0, system_dir=service) == default

@@ -132,7 +132,9 @@ def test_unit_contents_system():
                  "Wants=network-online.target", "After=network-online.target",
                  "EnvironmentFile=-/etc/node-agent/env", "CapabilityBoundingSet=",
                  "SystemCallFilter=@system-service", "RestrictNamespaces=yes",
-                 "WantedBy=multi-user.target"]:
+                 "WantedBy=multi-user.target",
+                 # 78: a person must fix the config; 75: another agent holds the state directory.
+                 "RestartPreventExitStatus=78 75"]:
         assert line in lines, line
     assert f"ExecStart={REAL_EXE} run --config /etc/node-agent/config.toml" in lines
     assert not any(line.startswith("SupplementaryGroups=") for line in lines)
@@ -508,3 +510,37 @@ def test_render_dispatch_matches_generators():
     assert render(spec, Platform.SYSTEMD) == render_unit(spec)
     assert render(spec, Platform.LAUNCHD).encode() == render_plist(spec)
     assert render(spec, Platform.WINDOWS) == render_task_xml(spec)
+
+
+def test_system_install_makes_the_configuration_directory_before_systemd_can(tmp_path):
+    """systemd (252, booted in a container) creates a missing ConfigurationDirectory= owned by the
+    service's user (the DynamicUser= one) and leaves an existing one alone: the installer makes
+    /etc/node-agent first, root's and 0755, token or not, so the service can never rewrite it."""
+    config_dir = tmp_path / "root/etc/node-agent"
+    seen: list[tuple[bool, int | None]] = []
+
+    class Watching(Recorder):
+        def __call__(self, argv):
+            if list(argv[-2:]) == ["restart", "node-agent.service"]:
+                seen.append((config_dir.is_dir(), mode(config_dir) if config_dir.is_dir() else None))
+            return super().__call__(argv)
+
+    m, lines = manager(tmp_path, Platform.SYSTEMD, runner=Watching())
+    m.install(m.build_spec(["/opt/node-agent/venv/bin/node-agent", "run"]))
+    assert seen == [(True, 0o755)]
+    assert config_dir.stat().st_uid == os.geteuid()
+
+
+def test_system_install_takes_back_a_configuration_directory_systemd_gave_away(tmp_path, monkeypatch):
+    from node_agent.service import manage
+
+    config_dir = tmp_path / "root/etc/node-agent"
+    config_dir.mkdir(parents=True, mode=0o755)
+    chowned: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(manage, "_owner", lambda path: 61234)  # a DynamicUser= uid, as an earlier start left it
+    monkeypatch.setattr(manage.os, "chown", lambda path, uid, gid: chowned.append((str(path), uid, gid)))
+    m, lines = manager(tmp_path, Platform.SYSTEMD)
+    m.uid = 0
+    m.install(m.build_spec(["/opt/node-agent/venv/bin/node-agent", "run"]))
+    assert chowned == [(str(config_dir), 0, 0)]
+    assert any("owned by uid 61234" in line and "gave it back to root" in line for line in lines), lines

@@ -33,7 +33,8 @@ KNOWN_TOKENS: list[str] = []
 
 class AgentProcess:
     def __init__(self, command: str, *, state_dir: Path, gateway_url: str, token: str | None,
-                 extra: list[str] | None = None, name: str = "agent", log_dir: Path | None = None):
+                 extra: list[str] | None = None, name: str = "agent", log_dir: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.state_dir = state_dir
         log_dir = log_dir or state_dir.parent
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -42,10 +43,12 @@ class AgentProcess:
         STATE_DIRS.append(state_dir)
         if token is not None:
             KNOWN_TOKENS.append(token)
+        extra_env = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "NODE_AGENT_"))}
         if token is not None:
             env["OPENCLAW_GATEWAY_TOKEN"] = token
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra_env)
         argv = [sys.executable, "-m", "node_agent", command, "--state-dir", str(state_dir), "--secret-backend",
                 "file", "--gateway", gateway_url, "--log-level", "debug", *(extra or [])]
         self._log = open(self.log_path, "wb")
