@@ -41,7 +41,7 @@ from ..protocol import (
 from ..secret import Secret
 from ..secrets.base import SecretStore
 from .backoff import ReconnectPolicy
-from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats
+from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats, host_stats_event
 from .connection import Connection
 from .link import EXIT_FATAL, EXIT_OK, STOP_GRACE_S, Link, LinkRole, Notice, NoticeKind, NoticeSink, transport_opener
 from .status import LinkState, StatusBoard, Surface
@@ -50,6 +50,9 @@ __all__ = ["EXIT_FATAL", "EXIT_OK", "STOP_GRACE_S", "Agent", "AgentExtension", "
            "transport_opener"]
 
 log = logging.getLogger("node_agent.agent")
+
+#: The gateway's broadcast of accepted host stats; in ``features.events`` where they are handled.
+HOST_STATS_BROADCAST = "node.hostStats"
 
 
 class AgentExtension(Protocol):
@@ -245,8 +248,20 @@ class Agent:
             self.paired = True
             self.request_stop()
             return
+        await self._send_host_stats(conn)
+
+    async def _send_host_stats(self, conn: Connection) -> None:
+        # Only a gateway that handles node.host.stats (openclaw 2026.9.2+) lists its broadcast of
+        # them, node.hostStats, in hello-ok: older releases drop the event (2026.8.x, 9.1 say
+        # unsupported_event; up to 7.35 without a word), so it is not sent to them at all.
+        hello = conn.session.hello
+        if hello is None or HOST_STATS_BROADCAST not in hello.events:
+            return
+        stats = host_stats_event(host_stats())
+        if stats is None:
+            return
         try:
-            await conn.node_event("node.host.stats", host_stats())
+            await conn.node_event("node.host.stats", stats)  # a handled:false reply is counted there
         except (GatewayRejected, ConnectionLost) as exc:
             log.debug("node.host.stats not accepted: %s", exc)
 
