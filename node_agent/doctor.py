@@ -607,6 +607,15 @@ async def check_pairing(config: Config, store: Any) -> Check:
             if status.get("surface") == "pending":
                 notes.append("node commands awaiting approval")
                 worse(Status.WARN, "on the gateway host: openclaw nodes pending; openclaw nodes approve <requestId>")
+            elif status.get("surface") == "unconfirmed":
+                notes.append("this gateway does not tell the node whether its commands are approved "
+                             "(check `openclaw nodes pending`)")
+            if status.get("serverVersion") and status.get("dialect") == "openclaw":
+                from .protocol.releases import profile_for
+
+                profile = profile_for(status["serverVersion"])
+                notes.append(f"gateway openclaw {status['serverVersion']}: more node commands are allowed with "
+                             f"{profile.allowlist_key}")
             if status.get("tokenSaveError"):
                 notes.append(f"the device token could not be saved: {status['tokenSaveError']}")
                 worse(Status.WARN, "make the secret store writable (see the secret store line)")

@@ -61,8 +61,12 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
         lines.append(f"device id: {device_id or '(no identity yet)'}")
         return "\n".join(lines) + "\n"
     lines.append(f"state:     {current.state.value}{' (stale status file)' if current.stale else ''}")
-    lines.append(f"gateway:   {current.gateway or public_url(gateway)}"
-                 + (f" ({current.dialect} dialect)" if current.dialect else ""))
+    about = [f"{current.dialect} dialect"] if current.dialect else []
+    if current.server_version:
+        about.insert(0, f"{'openclaw ' if current.dialect == 'openclaw' else ''}{current.server_version}")
+    if current.protocol is not None:
+        about.insert(min(1, len(about)), f"protocol {current.protocol}")
+    lines.append(f"gateway:   {current.gateway or public_url(gateway)}" + (f" ({', '.join(about)})" if about else ""))
     lines.append(f"device id: {current.device_id or device_id or '(no identity yet)'}")
     if current.secret_store:
         lines.append(f"secrets:   {current.secret_store} store")
@@ -73,6 +77,13 @@ def render_status(current: "AgentStatus | None", *, gateway: str, device_id: str
         lines.append(f"pairing:   waiting for approval: openclaw devices approve {pairing.request_id}")
     if current.surface is Surface.PENDING:
         lines.append("commands:  awaiting approval: openclaw nodes pending; openclaw nodes approve <requestId>")
+    elif current.surface is Surface.UNCONFIRMED:
+        lines.append("commands:  not reported by this gateway: check openclaw nodes pending")
+    if current.server_version and current.dialect == "openclaw":
+        from ..protocol.releases import profile_for
+
+        lines.append(f"allowlist: {profile_for(current.server_version).allowlist_key} "
+                     "(the gateway's key for node commands beyond its defaults)")
     link = current.operator_link
     if link is not None:
         pending = link.pairing.request_id if link.pairing is not None else None

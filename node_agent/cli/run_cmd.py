@@ -152,6 +152,10 @@ async def serve(config: Config, pair_mode: bool = False, bootstrap=None, timeout
         nursery.cancel_scope.cancel()
     if pair_mode and out is not None and code == EXIT_OK and status.current.surface is Surface.APPROVED:
         out("paired: this device is an approved node. Start the service or run `node-agent run`.")
+    elif pair_mode and out is not None and code == EXIT_OK and status.current.surface is Surface.UNCONFIRMED:
+        out(f"paired: this device is approved. Its commands need `openclaw nodes approve` on the gateway, "
+            f"which this gateway (openclaw {status.current.server_version}) does not report to the node; "
+            "then start the service or run `node-agent run`.")
     return code
 
 
@@ -208,7 +212,8 @@ def describe_status(snapshot: AgentStatus) -> str:
             return f"pairing: enter code {pairing.code} on the gateway"
         return f"pairing: waiting for approval (request {(pairing.request_id if pairing else None) or '?'})"
     if state is LinkState.CONNECTED:
-        surface = " (commands awaiting approval)" if snapshot.surface is Surface.PENDING else ""
+        surface = {Surface.PENDING: " (commands awaiting approval)",
+                   Surface.UNCONFIRMED: " (commands: not reported by the gateway)"}.get(snapshot.surface, "")
         return f"connected to {snapshot.gateway}{surface}"
     if state is LinkState.WAITING:
         return f"disconnected: {snapshot.last_error}; retry in {snapshot.retry_in_seconds} s"

@@ -102,5 +102,23 @@ class GatewayProfile:
         return f"openclaw config set {self.allowlist_key} '{commands}'"
 
 
+#: What a stock 2026.9.6 gateway lets a Linux node run without the allowlist: the platform
+#: defaults and the commands of an approved desktop-host surface
+#: (``src/gateway/node-command-policy.ts``; shared/reference/openclaw-node-commands.md §1).
+#: Older releases allow fewer; a hint naming one of these for them errs on the side of allowing.
+_LINUX_DEFAULTS = frozenset({
+    "system.notify", "computer.act", "camera.list", "location.get", "talk.ptt.start", "talk.ptt.stop",
+    "talk.ptt.cancel", "talk.ptt.once", "system.run", "system.run.prepare", "system.which",
+    "system.execApprovals.get", "system.execApprovals.set", "fs.listDir", "terminal.upload", "browser.proxy",
+    "browser.proxy.upload.v1", "mcp.tools.call.v1", "agent.cli.claude.run.v1", "screen.snapshot",
+    "desktop.stream",
+})
+
+
+def default_allowed() -> frozenset[str]:
+    """The node commands a gateway lets through without ``allowlist_key``."""
+    return _LINUX_DEFAULTS
+
+
 def profile_for(version: str | None) -> GatewayProfile:
     return GatewayProfile(version=version, release=parse_release(version))

@@ -86,3 +86,17 @@ def test_argparse_errors(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_status_shows_the_gateway_version_protocol_and_its_allowlist_key(tmp_path):
+    from node_agent.cli.info_cmd import render_status
+
+    for version, key in (("2026.9.6", "gateway.nodes.commands.allow"), ("2026.7.35", "gateway.nodes.allowCommands")):
+        snapshot = from_json({"state": "connected", "gateway": "ws://gw.lan:18789", "dialect": "openclaw",
+                              "serverVersion": version, "protocol": 4, "surface": "approved"})
+        text = render_status(snapshot, gateway="ws://gw.lan:18789", device_id="d")
+        assert f"gateway:   ws://gw.lan:18789 (openclaw {version}, protocol 4, openclaw dialect)" in text
+        assert f"allowlist: {key}" in text
+    unreported = from_json({"state": "connected", "dialect": "openclaw", "serverVersion": "2026.5.28",
+                            "surface": "unconfirmed"})
+    assert "commands:  not reported by this gateway" in render_status(unreported, gateway="ws://x", device_id="d")
