@@ -11,7 +11,8 @@
 #   DIR  default: ${NODE_AGENT_GATEWAY_DIR} if set, else under ${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/:
 #        openclaw-gateway for the pinned release, openclaw-<version> for any other
 #        (tests/support/openclaw_releases.py looks in the same places)
-# env:   OPENCLAW_VERSION (default 2026.9.6, the pinned release), NODE_VERSION (default 24.21.0),
+# env:   OPENCLAW_VERSION (default 2026.9.6, the pinned release; "oldest" = the oldest supported),
+#        NODE_VERSION (default 24.21.0),
 #        OC_IGNORE_SCRIPTS=1 to install openclaw with --ignore-scripts (gives the same file tree)
 #
 # Releases before 2026.3.22 depend on a package the npm registry does not have (libsignal, a
@@ -30,6 +31,7 @@ set -euo pipefail
 PINNED=2026.9.6
 OLDEST_SUPPORTED=2026.3.22
 OC_VER="${OPENCLAW_VERSION:-$PINNED}"
+[ "$OC_VER" = oldest ] && OC_VER="$OLDEST_SUPPORTED"  # scripts/bootstrap --gateway installs both ends
 NODE_VER="${NODE_VERSION:-24.21.0}"
 if [ "$OC_VER" = "$PINNED" ]; then name=openclaw-gateway; else name="openclaw-$OC_VER"; fi
 DEFAULT_DIR="${NODE_AGENT_GATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/$name}"

@@ -33,7 +33,6 @@ from ..adapters import PlatformAdapter
 from ..config import Config
 from ..errors import ConnectionLost, GatewayRejected, SurfacePending
 from ..identity import DeviceIdentity, IdentityRecord
-from ..protocol.releases import SurfaceStage, default_allowed, profile_for
 from ..protocol import (
     ClientInfo,
     Dialect,
@@ -46,6 +45,7 @@ from ..protocol import (
     UnknownEvent,
     VoiceWakeChanged,
 )
+from ..protocol.releases import SurfaceStage, default_allowed, profile_for
 from ..secret import Secret
 from ..secrets.base import SecretStore
 from .backoff import ReconnectPolicy

@@ -41,6 +41,14 @@ MATRIX: tuple[str, ...] = ("2026.3.22", "2026.3.31", "2026.4.29", "2026.5.28", "
 NEW_CONFIG_SINCE = "2026.8.1"
 #: First release that reports ``handled``/``reason`` for ``node.presence.alive`` (4.29).
 PRESENCE_HANDLED_SINCE = "2026.4.29"
+#: First release with a second pairing stage (a node surface request at connect).
+SURFACE_STAGE_SINCE = "2026.3.31"
+#: First release that applies an approved surface to a live session (3.31 does not).
+SURFACE_LIVE_SINCE = "2026.4.1"
+#: First release that tells the node about its surface (PAIRING_CHANGED, node.pair.resolved).
+SURFACE_REPORTED_SINCE = "2026.8.1"
+#: First release that handles ``node.host.stats`` (and lists ``node.hostStats`` in hello-ok).
+HOST_STATS_SINCE = "2026.9.2"
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
 
@@ -89,6 +97,28 @@ class Release:
         return self.at_least(NEW_CONFIG_SINCE)
 
     # -- behaviour tests must expect ------------------------------------------------------------
+
+    @property
+    def has_surface_stage(self) -> bool:
+        """``openclaw nodes approve`` exists for a node's commands."""
+        return self.at_least(SURFACE_STAGE_SINCE)
+
+    @property
+    def applies_surface_at_connect(self) -> bool:
+        """2026.3.31: an approval never reaches a connected node; the next connect applies it."""
+        return self.has_surface_stage and not self.at_least(SURFACE_LIVE_SINCE)
+
+    @property
+    def reports_surface(self) -> bool:
+        return self.at_least(SURFACE_REPORTED_SINCE)
+
+    @property
+    def reports_presence_handled(self) -> bool:
+        return self.at_least(PRESENCE_HANDLED_SINCE)
+
+    @property
+    def handles_host_stats(self) -> bool:
+        return self.at_least(HOST_STATS_SINCE)
 
     @property
     def pairs_loopback_silently(self) -> bool:

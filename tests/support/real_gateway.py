@@ -440,17 +440,19 @@ class RealGateway:
 
     # -- CLI and logs ----------------------------------------------------------------------
 
-    def cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> Any:
+    def cli(self, *args: str, timeout: float = 60.0, check: bool = True,
+            env: Mapping[str, str] | None = None) -> Any:
         """Run ``openclaw *args`` against this gateway; JSON output is parsed, else the text.
 
         Raises CliError on a non-zero exit when ``check`` (its ``.output`` holds the parsed
-        output: the CLI prints its ``--json`` errors on stdout).
+        output: the CLI prints its ``--json`` errors on stdout). ``env`` overrides variables
+        (e.g. ``OPENCLAW_CONFIG_PATH`` to validate another config file).
         """
         self.check_install()
         argv = [str(self.openclaw_bin), *args]
         done = subprocess.run(
             argv,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.run_dir,
             stdin=subprocess.DEVNULL,
             capture_output=True,
