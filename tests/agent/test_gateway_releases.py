@@ -39,26 +39,29 @@ def release(version: str, *, silent_pairing: bool = True) -> FakeGateway:
     return gw
 
 
-async def test_a_gateway_without_a_second_stage_gets_no_nodes_approve_hint(autojump_clock, tmp_path):
-    gw = release("2026.3.22")
+async def pair_against(version: str, tmp_path) -> tuple[Surface | None, list[str]]:
+    """``node-agent pair`` against ``version`` (loopback: paired silently). Returns the surface
+    status it ends with and what the person was told."""
     messages = Messages()
-    agent = make_agent(gw, tmp_path, exit_when_paired=True, notices=messages)
+    agent = make_agent(release(version), tmp_path, exit_when_paired=True, notices=messages)
     assert await agent.run() == EXIT_OK
-    assert agent.status.current.surface is Surface.APPROVED
-    assert not [t for t in messages.texts if "nodes approve" in t or "devices approve" in t], messages.texts
+    return agent.status.current.surface, messages.texts
+
+
+async def test_a_gateway_without_a_second_stage_gets_no_nodes_approve_hint(autojump_clock, tmp_path):
+    surface, said = await pair_against("2026.3.22", tmp_path)
+    assert surface is Surface.APPROVED
+    assert not [t for t in said if "nodes approve" in t or "devices approve" in t], said
 
 
 async def test_a_gateway_that_never_reports_the_surface_is_not_called_approved(autojump_clock, tmp_path):
     # 2026.7.35: the surface request exists and a person must approve it, but the node is never
     # told; presence is handled:true either way. "approved" would be a guess.
-    gw = release("2026.7.35")
-    messages = Messages()
-    agent = make_agent(gw, tmp_path, exit_when_paired=True, notices=messages)
-    assert await agent.run() == EXIT_OK
-    assert agent.status.current.surface is Surface.UNCONFIRMED
-    hint = next(t for t in messages.texts if "openclaw nodes approve" in t)
+    surface, said = await pair_against("2026.7.35", tmp_path)
+    assert surface is Surface.UNCONFIRMED
+    hint = next(t for t in said if "openclaw nodes approve" in t)
     assert "2026.7.35" in hint and "gateway.nodes.allowCommands" in hint
-    assert "devices approve" not in "".join(messages.texts)  # paired silently: never asked for
+    assert "devices approve" not in "".join(said)  # paired silently: never asked for
 
 
 async def test_an_invoke_proves_the_surface_is_live(autojump_clock, tmp_path):
