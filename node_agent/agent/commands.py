@@ -118,7 +118,8 @@ async def system_notify(params: dict[str, Any], ctx: CommandContext) -> dict[str
 
 
 def host_stats() -> dict[str, Any]:
-    """Cheap host figures (no subprocess): what ``node.host.stats`` and ``device.status`` report."""
+    """Cheap host figures (no subprocess), as ``device.status`` reports them (nested, with
+    ``None`` where the host would not say). ``node.host.stats`` sends :func:`host_stats_event`."""
     stats: dict[str, Any] = {"cpuCount": os.cpu_count()}
     try:
         stats["loadAverage"] = list(os.getloadavg())
@@ -136,6 +137,44 @@ def host_stats() -> dict[str, Any]:
     except OSError:
         pass
     return stats
+
+
+#: ``NodeHostStatsPayloadSchema`` (openclaw 2026.9.2 - 2026.9.6): its bounds.
+_MAX_CPUS = 4096
+_MAX_LOAD = 1e5
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def host_stats_event(stats: dict[str, Any]) -> dict[str, Any] | None:
+    """``stats`` (from :func:`host_stats`) in the gateway's closed, flat ``node.host.stats`` shape:
+    ``{cpuCount, loadAverage?: [1, 5, 15 min], memoryTotalBytes, memoryFreeBytes, diskTotalBytes?,
+    diskAvailableBytes?}``. The gateway refuses the whole event (``handled: false,
+    invalid_payload``) for one figure out of bounds, so a figure the schema cannot hold is left
+    out where optional and clamped where it only overshoots (more than 4096 CPUs, a load above
+    1e5, free memory above total after a racy read). None when a required figure is missing.
+    "Free" memory is ``MemAvailable``, what the reference node host reports (libuv's freemem);
+    disk is the root file system, available to unprivileged users."""
+    cpus = _count(stats.get("cpuCount"))
+    memory = stats.get("memory") if isinstance(stats.get("memory"), dict) else {}
+    total, free = _count(memory.get("totalBytes")), _count(memory.get("availableBytes"))
+    if not cpus or total is None or free is None:
+        return None
+    event: dict[str, Any] = {"cpuCount": min(cpus, _MAX_CPUS)}
+    load = stats.get("loadAverage")
+    if isinstance(load, list) and len(load) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x == x for x in load):
+        event["loadAverage"] = [min(max(float(x), 0.0), _MAX_LOAD) for x in load]
+    event["memoryTotalBytes"] = total
+    event["memoryFreeBytes"] = min(free, total)
+    disk = stats.get("disk") if isinstance(stats.get("disk"), dict) else {}
+    disk_total, disk_free = _count(disk.get("totalBytes")), _count(disk.get("freeBytes"))
+    if disk_total is not None and disk_free is not None:  # the schema wants both or neither
+        event["diskTotalBytes"] = disk_total
+        event["diskAvailableBytes"] = min(disk_free, disk_total)
+    return event
 
 
 def builtin_registry() -> CommandRegistry:

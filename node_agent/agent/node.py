@@ -5,8 +5,14 @@ commands (the :class:`~.commands.CommandRegistry` is also its declared surface),
 the node does:
 
 * presence: ``node.presence.alive`` at connect and every ``heartbeat_interval`` (background),
-  and ``node.host.stats``; a refusal as :class:`~node_agent.errors.SurfacePending` means the
-  node's commands await a person's approval (OpenClaw's second stage), shown once;
+  and ``node.host.stats`` where the gateway takes it;
+* the command surface (OpenClaw's second pairing stage), as far as the gateway's release lets a
+  node know it (:mod:`node_agent.protocol.releases`): a refusal as
+  :class:`~node_agent.errors.SurfacePending` means it awaits a person's approval (2026.8.1+);
+  a release without the stage has nothing to approve; on releases that never say, the surface
+  is ``unconfirmed`` until an invoke proves it, the person is told once (on the connect that
+  made the request) what to approve, and on 2026.3.31, which applies an approval only at
+  connect, the node reconnects once, a heartbeat later, to pick it up;
 * the node's status fields (dialect, gateway version, surface, wake words, refused events);
 * extensions (:class:`AgentExtension`: the voice pipeline, the operator link...) hear the node
   link's news: ready, every event, disconnected;
@@ -15,6 +21,7 @@ the node does:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -38,10 +45,11 @@ from ..protocol import (
     UnknownEvent,
     VoiceWakeChanged,
 )
+from ..protocol.releases import SurfaceStage, default_allowed, profile_for
 from ..secret import Secret
 from ..secrets.base import SecretStore
 from .backoff import ReconnectPolicy
-from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats
+from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats, host_stats_event
 from .connection import Connection
 from .link import EXIT_FATAL, EXIT_OK, STOP_GRACE_S, Link, LinkRole, Notice, NoticeKind, NoticeSink, transport_opener
 from .status import LinkState, StatusBoard, Surface
@@ -50,6 +58,9 @@ __all__ = ["EXIT_FATAL", "EXIT_OK", "STOP_GRACE_S", "Agent", "AgentExtension", "
            "transport_opener"]
 
 log = logging.getLogger("node_agent.agent")
+
+#: The gateway's broadcast of accepted host stats; in ``features.events`` where they are handled.
+HOST_STATS_BROADCAST = "node.hostStats"
 
 
 class AgentExtension(Protocol):
@@ -91,6 +102,14 @@ class Agent:
         self._exit_when_paired = exit_when_paired
         self._surface_hint_shown = False
         self._speech_problem: str | None = None
+        #: What the gateway's release does about the surface (from the last hello-ok).
+        self._profile = profile_for(None)
+        #: The current connection paired this device (it went out without a device token), so
+        #: on the releases that make a surface request at connect, this connect made it.
+        self._fresh_pairing = False
+        #: The connection whose next heartbeat reconnects to pick up the surface (once per process).
+        self._pickup: Connection | None = None
+        self._pickup_done = False
         self._started_at = time.time()
         self.paired = False
         self._notices = notices
@@ -157,9 +176,13 @@ class Agent:
     async def on_ready(self, conn: Connection, hello: HelloOk) -> None:
         self.status.update(server_version=hello.server_version, protocol=hello.protocol,
                            dialect=conn.session.dialect.name, token_save_error=self.link.tokens.save_error)
+        self._profile = profile_for(hello.server_version)
+        sent = conn.session.inputs.credentials
+        self._fresh_pairing = sent.device_token is None
+        # hello-ok names the auth method only from 2026.9.x; before that, say what we sent.
+        auth = hello.auth_method or (f"{sent.method} (sent)" if sent.method else "none")
         log.info("connected to %s (gateway %s, protocol %s, auth %s) as %s", self.status.current.gateway,
-                 hello.server_version or "?", hello.protocol or "?", hello.auth_method or "?",
-                 self.identity.fingerprint)
+                 hello.server_version or "?", hello.protocol or "?", auth, self.identity.fingerprint)
         conn.nursery.start_soon(self._presence_loop, conn)
         for ext in self.extensions:
             await ext.on_ready(conn, hello)
@@ -218,6 +241,10 @@ class Agent:
     # -- commands -----------------------------------------------------------------------------------------
 
     def _command_context(self, conn: Connection, request: NodeInvokeRequest) -> CommandContext:
+        # The gateway only forwards an invoke for a command in the live surface: proof of it where
+        # the gateway's release does not report the surface.
+        if self.status.current.surface is Surface.UNCONFIRMED:
+            self.status.update(surface=Surface.APPROVED)
         return CommandContext(adapter=self.adapter, device_id=self.identity.device_id,
                               display_name=self.config.display_name, started_at=self._started_at,
                               status=lambda: self.status.current, request=request, node_event=conn.node_event)
@@ -230,6 +257,11 @@ class Agent:
             await self._send_presence(conn, trigger)
             trigger = "background"
             await trio.sleep(self.config.heartbeat_interval)
+            if self._pickup is conn:  # 2026.3.31 applies approved commands at connect only
+                log.info("reconnecting once to pick up this node's approved commands (openclaw %s applies "
+                         "them at connect)", self._profile.version)
+                conn.close_soon(1000, "picking up approved commands")
+                return
 
     async def _send_presence(self, conn: Connection, trigger: str) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
@@ -245,16 +277,32 @@ class Agent:
             return
         except ConnectionLost:
             return
-        if self.status.current.surface is not Surface.APPROVED:
-            self.status.update(surface=Surface.APPROVED)
-            if self._surface_hint_shown:
-                self.link.say(NoticeKind.SURFACE_APPROVED, "node commands approved: this node is fully paired")
+        stage = self._profile.surface_stage
+        if stage in (SurfaceStage.REPORTED, SurfaceStage.NONE):
+            if self.status.current.surface is not Surface.APPROVED:
+                self.status.update(surface=Surface.APPROVED)
+                if self._surface_hint_shown:
+                    self.link.say(NoticeKind.SURFACE_APPROVED, "node commands approved: this node is fully paired")
+        else:
+            self._surface_unreported(conn, stage)
         if self._exit_when_paired:
             self.paired = True
             self.request_stop()
             return
+        await self._send_host_stats(conn)
+
+    async def _send_host_stats(self, conn: Connection) -> None:
+        # Only a gateway that handles node.host.stats (openclaw 2026.9.2+) lists its broadcast of
+        # them, node.hostStats, in hello-ok: older releases drop the event (2026.8.x, 9.1 say
+        # unsupported_event; up to 7.35 without a word), so it is not sent to them at all.
+        hello = conn.session.hello
+        if hello is None or HOST_STATS_BROADCAST not in hello.events:
+            return
+        stats = host_stats_event(host_stats())
+        if stats is None:
+            return
         try:
-            await conn.node_event("node.host.stats", host_stats())
+            await conn.node_event("node.host.stats", stats)  # a handled:false reply is counted there
         except (GatewayRejected, ConnectionLost) as exc:
             log.debug("node.host.stats not accepted: %s", exc)
 
@@ -267,11 +315,44 @@ class Agent:
                       summary="connected; the gateway has not approved this node's commands yet: "
                               "openclaw nodes pending; openclaw nodes approve <requestId>",
                       text="connected, but the gateway has not approved this node's commands yet.\n"
-                           "On the gateway host, find the request of "
-                           f"{self.config.display_name} ({self.identity.fingerprint}):\n"
-                           "  openclaw nodes pending\n"
-                           "and approve it:\n"
-                           "  openclaw nodes approve <requestId>")
+                           + self._approve_commands_text())
+
+    def _surface_unreported(self, conn: Connection, stage: SurfaceStage) -> None:
+        """A release that makes a surface request but never tells the node how it went."""
+        if self.status.current.surface is not Surface.APPROVED:  # an invoke may have proved it
+            self.status.update(surface=Surface.UNCONFIRMED)
+        if not self._fresh_pairing or self._surface_hint_shown:
+            return  # only the connect that made the request knows there is one
+        self._surface_hint_shown = True
+        release = f"openclaw {self._profile.version}"
+        if stage is SurfaceStage.AT_CONNECT and self._exit_when_paired:
+            how = (f"This gateway ({release}) applies approved commands only when a node connects:\n"
+                   "approve them, then start `node-agent run` (or the service).")
+        elif stage is SurfaceStage.AT_CONNECT:
+            wait = self.config.heartbeat_interval
+            how = (f"This gateway ({release}) applies approved commands only when a node connects:\n"
+                   f"node-agent reconnects once in {wait:g} s to pick them up; if you approve later, restart it.")
+            if not self._pickup_done:
+                self._pickup, self._pickup_done = conn, True  # the next heartbeat reconnects instead
+        else:
+            how = f"This gateway ({release}) does not tell a node when its commands are approved."
+        self.link.say(NoticeKind.SURFACE_PENDING,
+                      summary="connected; the gateway may also ask a person to approve this node's commands: "
+                              "openclaw nodes pending; openclaw nodes approve <requestId>",
+                      text=f"connected. The gateway also asks a person to approve this node's commands.\n{how}\n"
+                           + self._approve_commands_text())
+
+    def _approve_commands_text(self) -> str:
+        text = ("On the gateway host, find the request of "
+                f"{self.config.display_name} ({self.identity.fingerprint}):\n"
+                "  openclaw nodes pending\n"
+                "and approve it:\n"
+                "  openclaw nodes approve <requestId>")
+        extra = [c for c in self.registry.commands if c not in default_allowed()]
+        if extra:
+            text += ("\nCommands outside the gateway's defaults are dropped unless allowed there:\n"
+                     f"  {self._profile.allowlist_hint(json.dumps(extra, separators=(',', ':')))}")
+        return text
 
 
 def approval_instructions(identity: DeviceIdentity, pending: PairingPending, display_name: str) -> str:
@@ -288,6 +369,4 @@ def approval_instructions(identity: DeviceIdentity, pending: PairingPending, dis
             f"  request id: {request}\n"
             f"On the gateway host, check the device id in `openclaw devices list`, then run:\n"
             f"  openclaw devices approve {request}\n"
-            f"and, once it connects, approve its commands:\n"
-            f"  openclaw nodes pending\n"
-            f"  openclaw nodes approve <requestId>")
+            f"If the gateway then asks for this node's commands to be approved too, node-agent says so.")

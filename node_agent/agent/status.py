@@ -76,6 +76,9 @@ class Surface(enum.Enum):
 
     PENDING = "pending"
     APPROVED = "approved"
+    #: The gateway's release never tells a node (2026.3.31 - 2026.7.35) and no invoke has
+    #: arrived yet to prove it (see :mod:`node_agent.protocol.releases`).
+    UNCONFIRMED = "unconfirmed"
 
 
 @attrs.frozen(kw_only=True)

@@ -287,6 +287,10 @@ async def _pair_outcome(agent, code: int, out: Callable[[Notice | str], None] | 
         return EXIT_FATAL if failure.retry is Retry.FATAL else 1
     if code == EXIT_OK and agent.status.current.surface is Surface.APPROVED:
         say("paired: this device is an approved node. Run the service or `node-agent run`.")
+    elif code == EXIT_OK and agent.status.current.surface is Surface.UNCONFIRMED:
+        say("paired: this device is approved. Its commands need `openclaw nodes approve` on the gateway, which "
+            f"this gateway (openclaw {agent.status.current.server_version}) does not report to the node; then "
+            "run the service or `node-agent run`.")
     return code
 
 
@@ -366,7 +370,8 @@ def describe_status(snapshot: AgentStatus) -> str:
             return f"pairing: enter code {pairing.code} on the gateway"
         return f"pairing: waiting for approval (request {(pairing.request_id if pairing else None) or '?'})"
     if state is LinkState.CONNECTED:
-        surface = " (commands awaiting approval)" if snapshot.surface is Surface.PENDING else ""
+        surface = {Surface.PENDING: " (commands awaiting approval)",
+                   Surface.UNCONFIRMED: " (commands: not reported by the gateway)"}.get(snapshot.surface, "")
         return f"connected to {snapshot.gateway}{surface}"
     if state is LinkState.WAITING:
         return f"disconnected: {snapshot.last_error}; retry in {snapshot.retry_in_seconds} s"

@@ -230,6 +230,16 @@ def render_status(current: AgentStatus | None, *, gateway: str | None, device_id
     if current.surface is Surface.PENDING:
         lines += _field("commands", "awaiting approval; on the gateway host run:", width)
         lines += _commands("openclaw nodes pending", "openclaw nodes approve <requestId>")
+    elif current.surface is Surface.UNCONFIRMED:
+        lines += _field("commands", "not reported by this gateway; on the gateway host check:", width)
+        lines += _commands("openclaw nodes pending")
+    if current.surface in (Surface.PENDING, Surface.UNCONFIRMED) and current.server_version \
+            and current.dialect == "openclaw":
+        # While a person is about to approve: where this release allows the commands beyond its defaults.
+        from ..protocol.releases import profile_for
+
+        lines += _field("allowlist", f"{profile_for(current.server_version).allowlist_key} (the gateway's key "
+                                     "for node commands beyond its defaults)", width)
 
     link = current.operator_link
     if link is not None:

@@ -61,6 +61,14 @@ def _last_status(found: Findings, status: AgentStatus, url: str | None) -> None:
     if status.surface is Surface.PENDING:
         found.note("node commands awaiting approval", Status.WARN,
                    "on the gateway host: openclaw nodes pending; openclaw nodes approve <requestId>")
+    elif status.surface is Surface.UNCONFIRMED:
+        found.note("this gateway does not tell the node whether its commands are approved "
+                   "(check `openclaw nodes pending`)")
+    if status.server_version and status.dialect == "openclaw":
+        from ..protocol.releases import profile_for
+
+        found.note(f"gateway openclaw {status.server_version}: more node commands are allowed with "
+                   f"{profile_for(status.server_version).allowlist_key}")
     if status.token_save_error:
         found.note(f"the device token could not be saved: {status.token_save_error}", Status.WARN,
                    "make the secret store writable (see the secret store line)")

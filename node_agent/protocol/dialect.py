@@ -76,6 +76,17 @@ class Credentials:
     shared_token: Secret | None = None
     password: Secret | None = None
 
+    @property
+    def method(self) -> str | None:
+        """Which one a handshake sends, named as OpenClaw's ``hello-ok.auth.method`` names it."""
+        if self.device_token:
+            return "device-token"
+        if self.bootstrap_token:
+            return "bootstrap-token"
+        if self.shared_token:
+            return "token"
+        return "password" if self.password else None
+
 
 @attrs.frozen(kw_only=True)
 class ConnectInputs:

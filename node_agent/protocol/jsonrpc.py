@@ -460,6 +460,10 @@ class JsonRpcHandshake:
         self._sent_device_token = False
         self._issued_token: Secret | None = None
         self._node_id: str | None = None
+        #: Approvals naming another id than ours, seen while our code is on show (a gateway that
+        #: assigns its own ids, or other nodes' broadcasts): node id -> token, unstored, until the
+        #: response to our pending connect names one of them.
+        self._unconfirmed: dict[str, Secret | None] = {}
         self._reconnected_after_approval = False
         # the displayed code
         self._code: str | None = None
@@ -514,6 +518,17 @@ class JsonRpcHandshake:
             return self._on_resolved(body.approved, body.token, body.node_id, now)
         if isinstance(body, DevicePairResolved) and self._is_ours(body.device_id):
             return self._on_resolved(body.approved, body.token, None, now)
+        if isinstance(body, (NodePairResolved, DevicePairResolved)) and body.approved \
+                and self._phase is _Phase.PENDING:
+            # Another id than ours, while this socket shows its code: a gateway that names nodes
+            # itself (the pages' "node-123"), or another node's broadcast. Ours only if the
+            # response to our pending connect then names that id; until then the code stays on
+            # show and nothing is stored (reconnecting with that token would "confirm" it
+            # whoever it belonged to).
+            node_id = body.node_id if isinstance(body, NodePairResolved) else body.device_id
+            if node_id is not None:
+                self._unconfirmed[node_id] = body.token
+            return []
         if isinstance(body, Shutdown):
             retry_after = body.restart_expected_ms / 1000 if body.restart_expected_ms is not None else None
             return self._finish(Close(1000, "gateway shutting down", ConnectionLost(
@@ -595,6 +610,12 @@ class JsonRpcHandshake:
     def _on_connected(self, payload: Any) -> list[HandshakeAction]:
         hello = parse_connect_result(payload)
         actions: list[HandshakeAction] = []
+        if hello.node_id is not None and hello.node_id in self._unconfirmed:
+            self._node_id = hello.node_id
+            token = self._unconfirmed[hello.node_id]
+            if token is not None and hello.device_token is None:
+                self._issued_token = self._device_token = token
+                actions.append(StoreDeviceToken(token))
         # _device_token is what we already hold: the stored token, or the one just issued and stored.
         if hello.device_token is not None and hello.device_token != self._device_token:
             actions.append(StoreDeviceToken(hello.device_token))
@@ -611,8 +632,9 @@ class JsonRpcHandshake:
     # -- helpers -------------------------------------------------------------------------------
 
     def _is_ours(self, node_id: str | None) -> bool:
-        # Pairing events are broadcasts in the pages. We can only tell ours apart by the id we
-        # sent (client.instanceId); without one, the one being paired on this socket is us.
+        # Pairing events are broadcasts in the pages. They are ours for sure when they name the
+        # id we sent (client.instanceId), or when we sent none; a gateway that assigns its own ids
+        # is handled in on_event (confirmed by the connect response).
         expected = self._inputs.client.instance_id
         return node_id is None or expected is None or node_id == expected
 

@@ -296,7 +296,9 @@ def classify_connect_error(error: ErrorShape, inputs: ConnectInputs) -> NodeAgen
                                     "it was forgotten and pairing starts again", **kwargs)
     if detail == "AUTH_RATE_LIMITED":
         return GatewayRejected(message, retry=Retry.RATE_LIMITED, **kwargs)
-    if detail == "PROTOCOL_MISMATCH":
+    # Releases up to 2026.4.29 say only {expectedProtocol: 3}, with no detail code; an older or
+    # newer protocol is FATAL either way: retrying the same range cannot succeed.
+    if detail == "PROTOCOL_MISMATCH" or (detail is None and "expectedProtocol" in error.details):
         expected = error.details.get("expectedProtocol")
         return GatewayRejected(
             message, retry=Retry.FATAL,

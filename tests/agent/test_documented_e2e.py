@@ -251,3 +251,57 @@ async def test_subscribe_uses_the_documented_method(tmp_path):
             assert frame.params == {"sessionKey": "user:alice"}
             nursery.cancel_scope.cancel()
     assert recorder.events == []
+
+
+async def test_a_gateway_that_assigns_its_own_node_ids_pairs_once(tmp_path):
+    # The pages' gateway names the node itself ("nodeId": "node-123") and shows the token only in
+    # node.pair.resolved. That resolution, on the socket being paired, for the code on show, is
+    # ours: the token is kept, the connect response's nodeId confirms it, and every later connect
+    # uses it alone.
+    store = MemoryStore()
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, assign_node_ids=True,
+                                           token_in_connect_response=False) as gw, trio.open_nursery() as nursery:
+            agent = make_agent(gw.url, tmp_path, store=store)
+            await run(nursery, agent)
+            assert await gw.enter_code(await gw.wait_for_code()) is True
+            first = await gw.wait_ready()
+            assert first.node_id == "node-1"
+            await agent.status.wait_for(lambda s: s.state is LinkState.CONNECTED)
+            token = await store.get(device_token_key(gw.url))
+            assert token is not None and gw.tokens.get(token.reveal()) == "node-1"
+            assert agent.conn.session.hello.node_id == "node-1"  # invoke results name it
+
+            before = len(gw.received)
+            await gw.close(first, 1012, "service restart")
+            await next_ready(gw, first)
+            connect = next(f for f in gw.received[before:] if f.method == "connect")
+            assert connect.params["auth"] == {"deviceToken": token.reveal()}
+            assert gw.pending_codes == [] and len(gw.tokens) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_another_nodes_resolution_broadcast_to_a_pending_node_is_not_taken(tmp_path):
+    # Broadcast pairing events reach every socket. A resolution for another node, arriving while
+    # this one shows its own code, must not end up as this node's token: the connect response
+    # (there is none for us) would not confirm it.
+    store_a, store_b = MemoryStore(), MemoryStore()
+    with trio.fail_after(20):
+        async with open_documented_gateway(shared_token=SHARED, assign_node_ids=True, token_in_connect_response=False,
+                                           broadcast_pairing_events=True) as gw, trio.open_nursery() as nursery:
+            a = make_agent(gw.url, tmp_path / "a", store=store_a)
+            await run(nursery, a)
+            code_a = await gw.wait_for_code()
+            b = make_agent(gw.url, tmp_path / "b", store=store_b)
+            await run(nursery, b)
+            code_b = await gw.wait_for_new_code(code_a)
+            assert await gw.enter_code(code_a) is True
+            await a.status.wait_for(lambda s: s.state is LinkState.CONNECTED)
+            await trio.sleep(0.5)
+            assert await store_b.get(device_token_key(gw.url)) is None
+            assert code_b in gw.pending_codes and b.status.current.state is LinkState.PAIRING
+            assert await gw.enter_code(code_b) is True
+            await b.status.wait_for(lambda s: s.state is LinkState.CONNECTED)
+            token_a, token_b = await store_a.get(device_token_key(gw.url)), await store_b.get(device_token_key(gw.url))
+            assert {gw.tokens[token_a.reveal()], gw.tokens[token_b.reveal()]} == {"node-1", "node-2"}
+            nursery.cancel_scope.cancel()

@@ -90,7 +90,9 @@ CASES: dict[str, tuple[Builder, str]] = {
         lines(*OPENCLAW_3, *HEAD,
               "commands:   awaiting approval; on the gateway host run:",
               "              openclaw nodes pending",
-              "              openclaw nodes approve <requestId>")),
+              "              openclaw nodes approve <requestId>",
+              "allowlist:  gateway.nodes.commands.allow (the gateway's key for node commands",
+              "            beyond its defaults)")),
     "waiting with the last error": (
         lambda now, pid: AgentStatus(**base(now, pid), state=LinkState.WAITING, dialect="openclaw",
                                      retry_in_seconds=4.0,

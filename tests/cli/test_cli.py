@@ -96,3 +96,17 @@ def test_unpair_reset_identity_names_the_device_to_remove_on_the_gateway(tmp_pat
     assert result.returncode == 0, result.stderr
     assert f"openclaw devices remove {identity.device_id}" in result.stdout
     assert not (tmp_path / "identity.json").exists()
+
+
+def test_status_shows_the_gateway_version_protocol_and_its_allowlist_key(tmp_path):
+    from node_agent.cli.screens import render_status
+
+    for version, key in (("2026.9.6", "gateway.nodes.commands.allow"), ("2026.7.35", "gateway.nodes.allowCommands")):
+        snapshot = from_json({"state": "connected", "gateway": "ws://gw.lan:18789", "dialect": "openclaw",
+                              "serverVersion": version, "protocol": 4, "surface": "pending"})
+        text = render_status(snapshot, gateway="ws://gw.lan:18789", device_id="d")
+        assert f"gateway:    ws://gw.lan:18789\n            openclaw dialect, gateway {version}, protocol 4\n" in text
+        assert f"allowlist:  {key}" in text
+    unreported = from_json({"state": "connected", "dialect": "openclaw", "serverVersion": "2026.5.28",
+                            "surface": "unconfirmed"})
+    assert "commands:   not reported by this gateway" in render_status(unreported, gateway="ws://x", device_id="d")

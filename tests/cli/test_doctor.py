@@ -386,6 +386,19 @@ async def test_device_token_and_last_status(config_file, state_dir):
     assert token not in json.dumps(doctor.report_json(list(checks.values())))
 
 
+async def test_pairing_names_the_allowlist_key_of_the_gateway_release_it_last_met(config_file, state_dir):
+    await make_identity(state_dir)
+    url = "ws://127.0.0.1:18789"
+    await FileStore(state_dir / "secrets.json").set(device_token_key(url), Secret("tok-" + "y" * 40))
+    for version, key in (("2026.7.35", "gateway.nodes.allowCommands"), ("2026.9.6", "gateway.nodes.commands.allow")):
+        status = {"pid": None, "state": "connected", "gateway": url, "dialect": "openclaw",
+                  "serverVersion": version, "surface": "unconfirmed" if version == "2026.7.35" else "approved"}
+        (state_dir / "status.json").write_text(json.dumps(status))
+        checks = await run(config_file, state_dir, gateway_url=url)
+        assert_reported(checks["pairing"], Status.OK, f"openclaw {version}", key)
+        assert ("does not tell the node" in checks["pairing"].detail) is (version == "2026.7.35")
+
+
 # --- audio, wake word, speech -----------------------------------------------------------------
 
 

@@ -145,7 +145,7 @@ async def test_the_documented_pair_screen_shows_the_code_once_large_then_status_
                 "HH:MM:SS INFO    node_agent.agent: device approved by the gateway",
                 "device approved by the gateway",
                 "HH:MM:SS INFO    node_agent.agent: connected to ws://127.0.0.1:PPPPP (gateway do",
-                "cumented-double, protocol 1, auth ?) as 5647 5aa7 5463 474c",
+                "cumented-double, protocol 1, auth token (sent)) as 5647 5aa7 5463 474c",
                 "HH:MM:SS INFO    node_agent.agent: node agent stopped (exit status 0)",
                 "paired: this device is an approved node. Run the service or `node-agent run`.",
             )

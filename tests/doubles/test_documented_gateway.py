@@ -151,6 +151,31 @@ async def test_pair_by_code_then_ready():
             nursery.cancel_scope.cancel()
 
 
+async def test_the_pages_style_gateway_names_nodes_itself_and_keeps_the_token_out_of_the_response():
+    with trio.fail_after(TIMEOUT):
+        async with open_documented_gateway(assign_node_ids=True, token_in_connect_response=False,
+                                           broadcast_pairing_events=True) as gw, \
+                open_websocket_url(gw.url) as first, open_websocket_url(gw.url) as second:
+            for n, ws in enumerate((first, second), 1):
+                await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": n, "method": "connect",
+                                                  "params": {"role": "node", "client": {"instanceId": "mine"}}}))
+            codes = []
+            for ws in (first, second):
+                while (frame := json.loads(await ws.get_message())).get("event") != "connect.challenge":
+                    pass
+                codes.append(frame["payload"]["challenge"])
+            assert await gw.enter_code(codes[0]) is True
+            resolved = [json.loads(await ws.get_message()) for ws in (first, second)]
+            while resolved[1].get("event") != "node.pair.resolved":  # the second socket also hears it
+                resolved[1] = json.loads(await second.get_message())
+            assert resolved[0]["event"] == "node.pair.resolved" == resolved[1]["event"]
+            assert resolved[0]["payload"]["nodeId"] == "node-1" and resolved[0]["payload"]["token"]
+            answer = json.loads(await first.get_message())
+            assert answer["id"] == 1 and answer["payload"]["nodeId"] == "node-1"
+            assert "deviceToken" not in answer["payload"]["auth"]
+            assert gw.pending_codes == [codes[1]]
+
+
 async def test_wrong_code_leaves_the_node_pending():
     with trio.fail_after(TIMEOUT):
         async with open_documented_gateway() as gw, trio.open_nursery() as nursery:

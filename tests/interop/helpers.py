@@ -36,6 +36,7 @@ from node_agent.config import Config
 from node_agent.identity import DeviceIdentity, IdentityRecord, load_or_create
 from node_agent.secret import Secret
 from node_agent.secrets import MemoryStore, SecretStore, device_token_key
+from tests.support.openclaw_releases import Release
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
 
@@ -206,6 +207,23 @@ async def pair(operator: Operator, running: RunningAgent, *, surface: bool = Tru
     await running.wait_connected(timeout)
     if surface:
         await approve_surface(operator, running, timeout)
+
+
+async def pair_on_release(operator: Operator, running: RunningAgent, release: Release,
+                          timeout: float = 30.0) -> None:
+    """Approve what ``release`` asks a person for (up to 2026.7.35 the device is paired silently
+    on loopback; up to 2026.3.28 there is no surface stage), then wait until the agent is
+    connected and says its surface is approved, or "unconfirmed" where the release never says."""
+    if not release.pairs_loopback_silently:
+        await approve_device(operator, running, timeout)
+    await running.wait_connected(timeout)
+    if release.has_surface_stage:
+        request_id = await poll(lambda: pending_node_request(operator, running.device_id),
+                                f"pending node request for {running.device_id[:12]}", timeout)
+        await operator.approve_node(request_id)
+    wanted = {Surface.APPROVED} if release.reports_surface or not release.has_surface_stage \
+        else {Surface.APPROVED, Surface.UNCONFIRMED}
+    await running.wait(lambda: running.agent.status.current.surface in wanted, f"surface in {wanted}", timeout)
 
 
 async def stored_token(running: RunningAgent) -> Secret | None:

@@ -14,9 +14,9 @@ from tests.support.operator import Operator, OperatorError
 from tests.support.real_gateway import KNOWN_BLOCKED_HOSTS, RealGateway, network_interfaces
 
 
-async def test_operator_connects_and_health_answers(operator: Operator) -> None:
+async def test_operator_connects_and_health_answers(real_gateway: RealGateway, operator: Operator) -> None:
     assert operator.hello["type"] == "hello-ok"
-    assert operator.hello["server"]["version"] == "2026.9.6"
+    assert operator.hello["server"]["version"] == real_gateway.release.version
     assert operator.hello["auth"]["role"] == "operator"
     assert set(operator.hello["auth"]["scopes"]) >= {"operator.admin", "operator.pairing"}
     methods = set(operator.hello["features"]["methods"])

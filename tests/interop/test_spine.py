@@ -1,8 +1,16 @@
-"""The spine against the real OpenClaw gateway (autoApproveLocal off), end to end through the CLI.
+"""The spine against the real OpenClaw gateway, end to end through the CLI, on every release.
 
 Each test runs the real ``node-agent`` command as a subprocess with a file secret store, and
 drives the gateway side with the real ``openclaw`` CLI where the issue names it (``devices
 approve``, ``nodes approve``, ``nodes invoke``) and with the fast operator socket elsewhere.
+
+These run against the pinned release and the oldest supported one (``scripts/test``), and
+against each release of the matrix (``scripts/interop-matrix``). Where releases differ, the
+test asks the release (``real_gateway.release``, facts in tests/support/openclaw_releases.py)
+what a person would be asked to approve there, and holds node-agent to asking for exactly that:
+up to 2026.7.35 a loopback device is paired without ``devices approve`` (no switch turns that
+off), up to 2026.3.28 there is no ``nodes approve`` stage at all, and before 2026.8.1 the
+gateway never tells the node whether its commands are approved.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from tests.support.agent_process import (
     presence_of,
     wait_status_file,
 )
+from tests.support.openclaw_releases import Release
 from tests.support.operator import Operator
 from tests.support.real_gateway import RealGateway
 
@@ -30,12 +39,14 @@ async def cli(gateway: RealGateway, *args: str):
     return await trio.to_thread.run_sync(lambda: gateway.cli(*args))
 
 
-async def pair(operator: Operator, device_id: str) -> None:
-    """Approve both stages for ``device_id`` through the operator socket (fast path)."""
-    request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
-    await operator.approve_device(request["requestId"])
-    node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
-    await operator.approve_node(node_request["requestId"])
+async def pair(operator: Operator, device_id: str, release: Release) -> None:
+    """Approve, through the operator socket (fast path), what ``release`` asks a person for."""
+    if not release.pairs_loopback_silently:
+        request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
+        await operator.approve_device(request["requestId"])
+    if release.has_surface_stage:
+        node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
+        await operator.approve_node(node_request["requestId"])
 
 
 async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir: Path,
@@ -43,37 +54,58 @@ async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir:
     agent = AgentProcess("run", state_dir=state_dir, gateway_url=real_gateway.url, token=real_gateway.token,
                          extra=["--display-name", name])
     device_id = await device_id_of(state_dir)
-    await pair(operator, device_id)
-    await surface_approved(state_dir)
+    await pair(operator, device_id, real_gateway.release)
+    await surface_approved(state_dir, real_gateway.release)
     return agent, device_id
 
 
-async def surface_approved(state_dir: Path, timeout: float = 30.0) -> None:
+def surface_as_approved(release: Release) -> set[Surface]:
+    """What ``status`` may call an approved surface on ``release``: before 2026.8.1 the gateway
+    never says, so node-agent says "unconfirmed" (until an invoke proves it)."""
+    if release.reports_surface or not release.has_surface_stage:
+        return {Surface.APPROVED}
+    return {Surface.APPROVED, Surface.UNCONFIRMED}
+
+
+async def surface_approved(state_dir: Path, release: Release, timeout: float = 30.0) -> None:
     # The status file, not a log line: an approval that lands between two connects is never
     # announced on a live socket, but the next presence heartbeat succeeds and says so.
-    await wait_status_file(state_dir, lambda s: s.surface is Surface.APPROVED and s.state is LinkState.CONNECTED,
-                           timeout)
+    wanted = surface_as_approved(release)
+    await wait_status_file(state_dir, lambda s: s.surface in wanted and s.state is LinkState.CONNECTED, timeout)
 
 
 async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, operator, tmp_path):
+    release = real_gateway.release
     state = tmp_path / "state"
     pairing = AgentProcess("pair", state_dir=state, gateway_url=real_gateway.url, token=real_gateway.token,
                            extra=["--display-name", "interop-first", "--timeout", "180"])
     try:
         device_id = await device_id_of(state)
-        request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
-        # What the person reads off the terminal is the exact command to run on the gateway.
-        await pairing.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"))
-        assert device_token(state, real_gateway.url) is None
-        await cli(real_gateway, "devices", "approve", request["requestId"], "--json")
+        if not release.pairs_loopback_silently:
+            request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=30)
+            # What the person reads off the terminal is the exact command to run on the gateway.
+            await pairing.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"))
+            assert device_token(state, real_gateway.url) is None
+            await cli(real_gateway, "devices", "approve", request["requestId"], "--json")
         await pairing.wait_log(r"device token saved", timeout=30)
         token = device_token(state, real_gateway.url)
         assert token and token not in pairing.text()
-        await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
-        node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
-        await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
+        if release.has_surface_stage:
+            await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
+            node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
+            await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
         assert await pairing.wait_exit(30) == 0
-        assert "paired: this device is an approved node" in pairing.text()
+        said = pairing.text()
+        if surface_as_approved(release) == {Surface.APPROVED}:
+            assert "paired: this device is an approved node" in said
+        else:
+            assert "paired: this device is approved. Its commands need `openclaw nodes approve`" in said
+        # Only what this release asks for: no approval that will never be asked for.
+        if release.pairs_loopback_silently:
+            assert "devices approve" not in said
+        if not release.has_surface_stage:
+            assert "nodes approve" not in said
+        assert "auth ?" not in said
     finally:
         pairing.kill()
 
@@ -139,9 +171,11 @@ async def test_revoked_token_is_reported_and_pairing_starts_again(real_gateway, 
         mark = len(agent.text())
         await cli(real_gateway, "devices", "remove", device_id, "--json")
         await agent.wait_log(r"refused this device's token|waiting for approval", after=mark, timeout=60)
-        request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=60)
-        await agent.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"), after=mark, timeout=30)
-        await operator.approve_device(request["requestId"])
+        if not real_gateway.release.pairs_loopback_silently:
+            request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=60)
+            await agent.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"), after=mark,
+                                 timeout=30)
+            await operator.approve_device(request["requestId"])
         await agent.wait_log(r"device token saved", after=mark, timeout=30)
         assert device_token(state, real_gateway.url) not in (None, old)
     finally:

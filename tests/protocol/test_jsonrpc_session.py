@@ -154,6 +154,31 @@ def test_a_resolution_for_another_node_is_not_ours():
     assert session.state is State.PENDING_APPROVAL
 
 
+def test_an_approval_under_the_gateways_own_id_is_ours_once_the_connect_response_names_it():
+    # The pages' gateway assigns ids ("node-123"); the token comes only in node.pair.resolved.
+    session = make_session(instance_id="our-instance")
+    start(session)
+    feed(session, challenge(), 0.1)
+    resolved = {"event": "node.pair.resolved", "payload": {"nodeId": "node-123", "approved": True, "token": "tok-9"}}
+    assert feed(session, resolved, 5.0) == []  # nothing stored on the event's word alone
+    assert session.state is State.PENDING_APPROVAL
+    actions = feed(session, ok("r1", {"type": "hello-ok", "nodeId": "node-123"}), 5.1)
+    assert actions[0] == StoreDeviceToken(Secret("tok-9"))
+    assert isinstance(actions[1], Ready) and actions[1].hello.node_id == "node-123"
+    assert actions[1].hello.device_token == Secret("tok-9")
+
+
+def test_an_approval_under_an_id_the_connect_response_does_not_name_is_never_stored():
+    session = make_session(instance_id="our-instance")
+    start(session)
+    feed(session, challenge(), 0.1)
+    feed(session, {"event": "node.pair.resolved",
+                   "payload": {"nodeId": "node-1", "approved": True, "token": "someone-elses"}}, 5.0)
+    actions = feed(session, ok("r1", {"type": "hello-ok", "nodeId": "node-2", "auth": {"deviceToken": "ours"}}), 9.0)
+    assert actions[0] == StoreDeviceToken(Secret("ours"))
+    assert not [a for a in actions if a == StoreDeviceToken(Secret("someone-elses"))]
+
+
 def test_a_wrong_code_typed_at_the_gateway_changes_nothing_here():
     session = make_session()
     start(session)

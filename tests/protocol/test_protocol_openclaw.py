@@ -203,6 +203,9 @@ HANDSHAKE_ERRORS = [
      LocalProtocolError, Retry.FATAL),
     ("protocol 5", _err("INVALID_REQUEST", "protocol mismatch", code="PROTOCOL_MISMATCH", expectedProtocol=4),
      GatewayRejected, Retry.FATAL),
+    # 2026.2.26 - 2026.4.29 (dist): no detail code, only {expectedProtocol: 3}.
+    ("protocol, no detail code", ErrorShape(code="INVALID_REQUEST", message="protocol mismatch",
+                                            details={"expectedProtocol": 3}), GatewayRejected, Retry.FATAL),
     ("device id mismatch", _err("INVALID_REQUEST", "device identity mismatch", code="DEVICE_AUTH_DEVICE_ID_MISMATCH"),
      IdentityError, Retry.FATAL),
     ("rate limited", ErrorShape(code="INVALID_REQUEST", message="too many attempts", retryable=True,

@@ -20,6 +20,7 @@ def shell_scripts() -> list[Path]:
     scripts += sorted((REPO / "bench").rglob("*.sh"))
     # Extension-less entry points: the README's commands, CI, and the helpers they call.
     scripts += [REPO / name for name in ("scripts/run", "scripts/test", "scripts/bootstrap", "scripts/fuzz",
+                                         "scripts/interop-matrix",
                                          ".ci/run") if (REPO / name).exists()]
     in_netns = REPO / "scripts" / "in-netns"
     if in_netns.is_file():

@@ -16,6 +16,12 @@ agent can be tested end to end without the real gateway (which speaks another di
 * ``pairing_style="device"`` uses the pages' "alternative format" instead:
   ``device.pair.requested {deviceId, name, challenge}`` and ``device.pair.resolved {deviceId,
   approved}`` (no token, as on the page); the token then arrives in the connect response.
+* The pages' ids: ``assign_node_ids=True`` gives each new node the gateway's own id
+  (``node-1``, ``node-2``..., like the pages' ``"nodeId": "node-123"``) instead of the
+  ``client.instanceId`` it sent; ``token_in_connect_response=False`` leaves the device token out
+  of the connect response (the pages show it only in ``node.pair.resolved``); and
+  ``broadcast_pairing_events=True`` sends ``node.pair.resolved`` to every open socket, pending
+  nodes included ("Most events are automatically broadcast to all connected clients").
 * Responses are ``{id, ok, payload | error{code, message}}`` without ``jsonrpc`` (the page's
   response frame lists no such key; ``jsonrpc_in_responses=True`` adds it). The connect
   response payload, which the pages never show, is OpenClaw's ``hello-ok`` shape plus
@@ -153,6 +159,9 @@ class DocumentedGateway:
         linger_s: float = 2.0,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         code_factory: Callable[[], str] | None = None,
+        assign_node_ids: bool = False,
+        token_in_connect_response: bool = True,
+        broadcast_pairing_events: bool = False,
     ):
         self.shared_token = shared_token
         self.password = password
@@ -174,6 +183,10 @@ class DocumentedGateway:
         self.linger_s = linger_s
         self.wall_ms = wall_ms
         self._code_factory = code_factory or (lambda: f"{secrets.randbelow(10**6):06d}")
+        self.assign_node_ids = assign_node_ids
+        self.token_in_connect_response = token_in_connect_response
+        self.broadcast_pairing_events = broadcast_pairing_events
+        self._node_numbers = itertools.count(1)
 
         #: Device token -> node id, for every device this gateway has paired.
         self.tokens: dict[str, str] = {}
@@ -279,8 +292,9 @@ class DocumentedGateway:
         if self.pairing_style == "device":
             await self._send_event(conn, "device.pair.resolved", {"deviceId": pairing.node_id, "approved": True})
         else:
-            await self._send_event(conn, "node.pair.resolved",
-                                   {"nodeId": pairing.node_id, "approved": True, "token": token})
+            resolved = {"nodeId": pairing.node_id, "approved": True, "token": token}
+            for target in self.open_connections if self.broadcast_pairing_events else [conn]:
+                await self._send_event(target, "node.pair.resolved", resolved)
         if self.answer_connect_after_approval:
             await self._accept(conn, pairing.connect_id, pairing.node_id, token)
         else:
@@ -457,8 +471,12 @@ class DocumentedGateway:
             await self._refuse(conn, rid, "UNAUTHORIZED", "invalid password")
             return
         instance = client.get("instanceId")
-        node_id = instance if isinstance(instance, str) and instance else (
-            conn.pairing.node_id if conn.pairing else f"node-{secrets.token_hex(4)}")
+        if conn.pairing is not None:
+            node_id = conn.pairing.node_id  # a second connect while pending: the same request
+        elif self.assign_node_ids:
+            node_id = f"node-{next(self._node_numbers)}"
+        else:
+            node_id = instance if isinstance(instance, str) and instance else f"node-{secrets.token_hex(4)}"
         name = client.get("displayName") if isinstance(client.get("displayName"), str) else None
         if self.auto_approve:
             await self._accept(conn, rid, node_id, self.issue_token(node_id))
@@ -501,7 +519,8 @@ class DocumentedGateway:
             "protocol": 1,
             "server": {"version": "documented-double", "connId": f"conn-{conn.id}"},
             "nodeId": node_id,
-            "auth": {"deviceToken": token, "role": "node", "scopes": []},
+            "auth": {"deviceToken": token, "role": "node", "scopes": []} if self.token_in_connect_response
+            else {"role": "node", "scopes": []},
             "policy": {"tickIntervalMs": int((self.tick_interval_s or 30.0) * 1000)},
         })
         self._notify()

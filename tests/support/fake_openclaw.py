@@ -89,6 +89,14 @@ class FakeGateway:
         #: Events pushed after a connect is accepted but before hello-ok is written: the real
         #: gateway's connect snapshot (voicewake.changed) can overtake hello-ok this way.
         self.events_before_hello: list[tuple[str, Any]] = []
+        #: What hello-ok says about the gateway: ``server.version``, ``features.events`` and
+        #: ``auth.method`` (None: left out, as releases up to 2026.8.2 do).
+        self.server_version = "fake"
+        self.hello_events: list[str] = ["tick"]
+        self.auth_method: str | None = None
+        #: The ``node.event`` reply payload for an event name (default ``{"ok": true}``, what
+        #: releases up to 2026.3.31 answer for everything).
+        self.node_event_replies: dict[str, dict[str, Any]] = {}
         self.connections: list[GatewayConn] = []
         #: Reply payloads by method (a function of the request's params); default ``{"ok": true}``.
         self.replies: dict[str, Any] = {}
@@ -168,10 +176,14 @@ class FakeGateway:
             return
         device_id = params["device"]["id"]
         token = self.paired[device_id]
-        hello = {"type": "hello-ok", "protocol": 4, "server": {"version": "fake", "connId": f"c{len(self.connections)}"},
-                 "features": {"methods": ["node.event", "node.invoke.result"], "events": ["tick"]},
+        auth: dict[str, Any] = {"role": "node", "scopes": [], "deviceToken": token}
+        if self.auth_method is not None:
+            auth["method"] = self.auth_method
+        hello = {"type": "hello-ok", "protocol": 4,
+                 "server": {"version": self.server_version, "connId": f"c{len(self.connections)}"},
+                 "features": {"methods": ["node.event", "node.invoke.result"], "events": list(self.hello_events)},
                  "snapshot": {"presence": []},
-                 "auth": {"role": "node", "scopes": [], "deviceToken": token},
+                 "auth": auth,
                  "policy": {"maxPayload": 26214400, "maxBufferedBytes": 52428800,
                             "tickIntervalMs": self.tick_interval_ms}}
         for name, payload in self.events_before_hello:
@@ -186,6 +198,8 @@ class FakeGateway:
             if req.get("type") == "req":
                 reply = self.replies.get(req.get("method"))
                 payload = reply(req.get("params")) if reply is not None else {"ok": True}
+                if req.get("method") == "node.event":
+                    payload = self.node_event_replies.get(req["params"].get("event"), payload)
                 await conn.send({"type": "res", "id": req["id"], "ok": True, "payload": payload})
 
     def _check_connect(self, params: dict[str, Any], nonce: str, ts: int) -> tuple[dict[str, Any], int] | None:

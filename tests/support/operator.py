@@ -18,10 +18,17 @@ Invariants:
   seen, and a dropped connection wakes every waiter with OperatorClosed instead of a hang.
 - Outbound params are strict: optional fields are omitted, never sent as null (the gateway's
   param schemas are closed).
+- Releases up to 2026.7.35 strip every scope from a device-less operator (no "trusted local
+  backend" exception; their hello-ok has no ``auth``). ``connect`` then reconnects once with
+  this process's own operator device identity, which those releases pair silently on loopback.
+  The signature is built here from the gateway's documented v3 payload (not node_agent's
+  signing code), for the same reason as above.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,6 +38,8 @@ from typing import Any
 import attrs
 import trio
 import trio_websocket
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 CLIENT = {"id": "gateway-client", "mode": "backend", "version": "0.1.0", "platform": "linux"}
 SCOPES = (
@@ -65,6 +74,46 @@ class OperatorError(Exception):
         self.retryable = retryable
         where = f"{method}: " if method else ""
         super().__init__(f"{where}{code}: {message}" + (f" {details!r}" if details else ""))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class OperatorDevice:
+    """An Ed25519 device identity for the operator (one per test process)."""
+
+    def __init__(self) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.device_id = hashlib.sha256(raw).hexdigest()
+        self.public_key = _b64url(raw)
+
+    def __repr__(self) -> str:
+        return f"<OperatorDevice {self.device_id[:12]}>"
+
+    def sign_connect(self, *, token: str, nonce: str, signed_at: int) -> dict[str, Any]:
+        """``connect.params.device`` for this operator (v3 payload, platform "linux")."""
+        payload = "|".join(["v3", self.device_id, CLIENT["id"], CLIENT["mode"], "operator", ",".join(SCOPES),
+                            str(signed_at), token, nonce, CLIENT["platform"], ""])
+        return {"id": self.device_id, "publicKey": self.public_key,
+                "signature": _b64url(self._key.sign(payload.encode("utf-8"))), "signedAt": signed_at,
+                "nonce": nonce}
+
+
+_process_device: OperatorDevice | None = None
+
+
+def _operator_device() -> OperatorDevice:
+    global _process_device
+    if _process_device is None:
+        _process_device = OperatorDevice()
+    return _process_device
+
+
+def _granted_all_scopes(hello: dict[str, Any]) -> bool:
+    auth = hello.get("auth")
+    return isinstance(auth, dict) and set(SCOPES) <= set(auth.get("scopes") or ())
 
 
 class OperatorClosed(Exception):
@@ -114,6 +163,9 @@ class Operator:
         ``caps`` are declared in ``connect``: ``("exec-approvals",)`` makes this socket an exec
         approval client, the one the gateway sends ``exec.approval.requested`` to (without
         one, the gateway denies an exec that needs approval at once: "no approval route")."""
+        device = None
+        if not await _backend_keeps_scopes(url, token, timeout):
+            device = _operator_device()
         async with trio_websocket.open_websocket_url(
             url,
             max_message_size=MAX_MESSAGE_SIZE,
@@ -122,7 +174,7 @@ class Operator:
             disconnect_timeout=2.0,
         ) as ws:
             with trio.fail_after(timeout):
-                hello, early_events = await _handshake(ws, token, caps)
+                hello, early_events = await _handshake(ws, token, device, caps)
             op = cls(ws, hello)
             for frame in early_events:
                 op._record(frame)
@@ -308,32 +360,44 @@ class Operator:
         self._arrived = trio.Event()
 
 
+_scope_answers: dict[tuple[str, str], bool] = {}
+
+
+async def _backend_keeps_scopes(url: str, token: str, timeout: float) -> bool:
+    """Does this gateway grant a device-less backend operator its scopes? Asked once per URL."""
+    key = (url, token)
+    if key not in _scope_answers:
+        async with trio_websocket.open_websocket_url(
+            url, max_message_size=MAX_MESSAGE_SIZE, connect_timeout=timeout, disconnect_timeout=2.0
+        ) as ws:
+            with trio.fail_after(timeout):
+                hello, _ = await _handshake(ws, token, None)
+        _scope_answers[key] = _granted_all_scopes(hello)
+    return _scope_answers[key]
+
+
 async def _handshake(
-    ws: trio_websocket.WebSocketConnection, token: str, caps: Sequence[str] = ()
+    ws: trio_websocket.WebSocketConnection, token: str, device: OperatorDevice | None, caps: Sequence[str] = ()
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Challenge, connect, hello-ok. Returns hello-ok's payload and any events sent meanwhile."""
     first = json.loads(await ws.get_message())
     if first.get("type") != "event" or first.get("event") != "connect.challenge":
         raise OperatorError("PROTOCOL", f"expected connect.challenge first, got {first!r:.300}")
     req_id = str(uuid.uuid4())
-    await ws.send_message(
-        json.dumps(
-            {
-                "type": "req",
-                "id": req_id,
-                "method": "connect",
-                "params": {
-                    "minProtocol": MIN_PROTOCOL,
-                    "maxProtocol": MAX_PROTOCOL,
-                    "client": dict(CLIENT),
-                    "role": "operator",
-                    "scopes": list(SCOPES),
-                    "auth": {"token": token},
-                    **({"caps": list(caps)} if caps else {}),
-                },
-            }
-        )
-    )
+    params: dict[str, Any] = {
+        "minProtocol": MIN_PROTOCOL,
+        "maxProtocol": MAX_PROTOCOL,
+        "client": dict(CLIENT),
+        "role": "operator",
+        "scopes": list(SCOPES),
+        "auth": {"token": token},
+        **({"caps": list(caps)} if caps else {}),
+    }
+    if device is not None:
+        challenge = first.get("payload") or {}
+        params["device"] = device.sign_connect(token=token, nonce=str(challenge.get("nonce")),
+                                               signed_at=int(challenge.get("ts")))
+    await ws.send_message(json.dumps({"type": "req", "id": req_id, "method": "connect", "params": params}))
     early_events = []
     while True:
         frame = json.loads(await ws.get_message())

@@ -20,8 +20,12 @@ Invariants:
 - Nothing from the developer's shell reaches the gateway but PATH and locale: no API keys, proxies
   or npm config, and HOME/TMPDIR point into the run dir.
 
+- Any release from ``tests/support/openclaw_releases.py`` can run here: ``RealGateway(release=…)``
+  (default ``$OPENCLAW_VERSION``, else the pinned one) uses that release's install and writes
+  only the config keys that release's strict schema accepts.
+
 Facts it relies on (observed with openclaw 2026.9.6 on 2 cores): the listener opens ~9 s after
-spawn, the log line ``[gateway] ready`` follows ~2 s later, and connects before that get a
+spawn, the log line ``[gateway] ready`` follows ~2 s later (2026.3.x: ``listening on ws://``), and connects before that get a
 retryable UNAVAILABLE; a start takes 10-14 s, a stop ~1 s, a CLI call ~1.5-3.5 s. The gateway
 also writes lock files to /tmp/openclaw-state-locks-<uid>/ (named by a hash of the state dir,
 so parallel gateways do not collide); that is outside the run dir and is not cleaned up.
@@ -49,7 +53,10 @@ from typing import Any
 
 import attrs
 
-OPENCLAW_VERSION = "2026.9.6"
+from tests.support.openclaw_releases import PINNED, Release, installed_version
+from tests.support.openclaw_releases import install_dir as release_install_dir
+
+OPENCLAW_VERSION = PINNED
 
 DEFAULT_ALLOW_COMMANDS: tuple[str, ...] = (
     "device.info",
@@ -73,7 +80,10 @@ SETUP_HINT = "scripts/gateway-setup.sh"
 NETNS_HINT = "scripts/in-netns .venv/bin/pytest tests/interop"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_READY_LINE = re.compile(r"\[gateway\] ready\s*$", re.MULTILINE)
+# From 2026.4.x the gateway logs "[gateway] ready" once its sidecars are up (connects before that
+# get a retryable UNAVAILABLE); 2026.3.x has no such stage and logs "listening on ws://…" last.
+# No release logs both.
+_READY_LINE = re.compile(r"\[gateway\] (?:ready\s*$|listening on ws://)", re.MULTILINE)
 _GUARD_LINE = re.compile(
     r"^(?P<time>\S+) pid=(?P<pid>\d+) BLOCKED (?P<kind>\S+) (?P<target>\S*) :: (?P<stack>.*)$"
 )
@@ -91,7 +101,7 @@ class NotIsolatedError(GatewayError):
 
 
 class GatewayNotInstalledError(GatewayError):
-    """The openclaw install is missing or is not the pinned version."""
+    """The openclaw install is missing or is not the wanted release."""
 
 
 class GatewayStartError(GatewayError):
@@ -128,13 +138,14 @@ class BlockedEgress:
         return self.target
 
 
-def install_dir() -> Path:
-    """Where ``scripts/gateway-setup.sh`` installs by default (same rule)."""
-    explicit = os.environ.get("NODE_AGENT_GATEWAY_DIR")
-    if explicit:
-        return Path(explicit)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "node-agent" / "openclaw-gateway"
+def default_release() -> Release:
+    """``$OPENCLAW_VERSION`` (the variable ``scripts/gateway-setup.sh`` reads), else the pinned one."""
+    return Release(os.environ.get("OPENCLAW_VERSION") or PINNED)
+
+
+def install_dir(release: Release | None = None) -> Path:
+    """Where ``scripts/gateway-setup.sh`` installs ``release`` (same rule)."""
+    return release_install_dir((release or default_release()).version)
 
 
 def network_interfaces() -> list[str]:
@@ -220,6 +231,7 @@ class RealGateway:
     def __init__(
         self,
         *,
+        release: Release | str | None = None,
         auto_approve_local: bool = False,
         extra_allow_commands: Iterable[str] = (),
         token: str | None = None,
@@ -230,8 +242,11 @@ class RealGateway:
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         """``extra_config`` is deep-merged into the generated ``openclaw.json`` (e.g. limits for a
-        benchmark); ``extra_env`` is added to the gateway's (and the CLI's) environment."""
-        self.install = Path(install) if install is not None else install_dir()
+        benchmark); ``extra_env`` is added to the gateway's (and the CLI's) environment.
+        ``auto_approve_local=False`` is only honoured by releases that have the switch
+        (``release.has_pairing_switches``); older ones pair a loopback device silently."""
+        self.release = Release(release) if isinstance(release, str) else (release or default_release())
+        self.install = Path(install) if install is not None else install_dir(self.release)
         self.extra_config: dict[str, Any] = dict(extra_config or {})
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.auto_approve_local = auto_approve_local
@@ -253,7 +268,8 @@ class RealGateway:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RealGateway {state} port={self._port} pid={self.pid} run_dir={self._run_dir}>"
+        return (f"<RealGateway {self.release} {state} port={self._port} pid={self.pid} "
+                f"run_dir={self._run_dir}>")
 
     # -- install ---------------------------------------------------------------------------
 
@@ -269,11 +285,23 @@ class RealGateway:
     def openclaw_bin(self) -> Path:
         return self.install / "app" / "node_modules" / ".bin" / "openclaw"
 
+    @property
+    def setup_hint(self) -> str:
+        if self.release.version == PINNED:
+            return SETUP_HINT
+        return f"OPENCLAW_VERSION={self.release} {SETUP_HINT}"
+
     def check_install(self) -> None:
-        """Raise GatewayNotInstalledError unless node 24 and the pinned openclaw are installed."""
+        """Raise GatewayNotInstalledError unless node 24 and the wanted openclaw are installed."""
         if not (self.node_bin_dir / "node").exists() or not self.openclaw_bin.exists():
             raise GatewayNotInstalledError(
-                f"the real OpenClaw gateway is not installed in {self.install}; run {SETUP_HINT}"
+                f"OpenClaw {self.release} is not installed in {self.install}; run {self.setup_hint}"
+            )
+        found = installed_version(self.install)
+        if found != self.release.version:
+            raise GatewayNotInstalledError(
+                f"{self.install} holds openclaw {found or '(unknown)'}, not {self.release}; "
+                f"run {self.setup_hint}"
             )
         if not GUARD_SCRIPT.exists():
             raise GatewayNotInstalledError(f"missing {GUARD_SCRIPT}")
@@ -412,17 +440,19 @@ class RealGateway:
 
     # -- CLI and logs ----------------------------------------------------------------------
 
-    def cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> Any:
+    def cli(self, *args: str, timeout: float = 60.0, check: bool = True,
+            env: Mapping[str, str] | None = None) -> Any:
         """Run ``openclaw *args`` against this gateway; JSON output is parsed, else the text.
 
         Raises CliError on a non-zero exit when ``check`` (its ``.output`` holds the parsed
-        output: the CLI prints its ``--json`` errors on stdout).
+        output: the CLI prints its ``--json`` errors on stdout). ``env`` overrides variables
+        (e.g. ``OPENCLAW_CONFIG_PATH`` to validate another config file).
         """
         self.check_install()
         argv = [str(self.openclaw_bin), *args]
         done = subprocess.run(
             argv,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.run_dir,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -471,27 +501,39 @@ class RealGateway:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _write_config(self) -> None:
-        config = {
+    def config(self) -> dict[str, Any]:
+        """The ``openclaw.json`` this gateway runs with: only keys its release accepts (every
+        release's config schema is strict, and an unknown key stops the gateway at start)."""
+        release = self.release
+        nodes: dict[str, Any] = {}
+        if release.has_pairing_switches:
+            nodes["pairing"] = {"autoApproveLocal": self.auto_approve_local, "sshVerify": False}
+        if release.allowlist_key == "gateway.nodes.commands.allow":
+            nodes["commands"] = {"allow": list(self.allow_commands)}
+        else:
+            nodes["allowCommands"] = list(self.allow_commands)
+        config: dict[str, Any] = {
             "gateway": {
                 "mode": "local",
                 "bind": "loopback",
                 "port": self.port,
                 "auth": {"mode": "token", "token": self._token},
                 "tailscale": {"mode": "off"},
-                "nodes": {
-                    "pairing": {"autoApproveLocal": self.auto_approve_local, "sshVerify": False},
-                    "commands": {"allow": list(self.allow_commands)},
-                },
+                "nodes": nodes,
             },
             "discovery": {"mdns": {"mode": "off"}},
             "update": {"checkOnStart": False},
-            "telemetry": {"enabled": False},
-            "models": {"catalogRefresh": {"enabled": False}},
             "logging": {"file": str(self.run_dir / "gateway-file.log")},
         }
+        if release.has_telemetry_switch:
+            config["telemetry"] = {"enabled": False}
+        if release.has_catalog_refresh_switch:
+            config["models"] = {"catalogRefresh": {"enabled": False}}
         _deep_merge(config, self.extra_config)
-        self.config_path.write_text(json.dumps(config, indent=2) + "\n")
+        return config
+
+    def _write_config(self) -> None:
+        self.config_path.write_text(json.dumps(self.config(), indent=2) + "\n")
         self.config_path.chmod(0o600)
 
     def _launch(self) -> None:
@@ -554,7 +596,7 @@ class RealGateway:
             if listening and self._ready_logged():
                 return
             if time.monotonic() > deadline:
-                what = "logged '[gateway] ready'" if listening else "accepted TCP"
+                what = "logged that it is ready" if listening else "accepted TCP"
                 raise GatewayStartError(
                     f"the gateway never {what} on 127.0.0.1:{self.port} within "
                     f"{self.start_timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
