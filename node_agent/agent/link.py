@@ -226,6 +226,7 @@ class Link:
         self._gate = gate
         self._signature_version = 3
         self._token_offered = False  # this connection brought a device token (saved, or tried)
+        self._no_token_said = False
         self._announced: set[str | None] = set()
         self._stop_scope = trio.CancelScope()
         self._stopping = False
@@ -372,6 +373,12 @@ class Link:
             # A dialect may not hand over again a token we presented ourselves (the documented one
             # does not): a save that failed earlier is retried on every connect all the same.
             await self.tokens.retry_save("will retry on the next connect")
+        if self.tokens.token is None and not self._no_token_said:
+            # openclaw up to 2026.5.28 approves a node that asks for no scopes, then finds no scope
+            # baseline to issue its token against: the node stays on the gateway token.
+            self._no_token_said = True
+            self.log.info("%s", self._named("the gateway issued no device token; connecting with the gateway "
+                                            "token, which must stay configured"))
         if self._announced:
             self._announced.clear()
             self.say(NoticeKind.DEVICE_APPROVED, f"{self.role.name}: device approved by the gateway"

@@ -285,6 +285,12 @@ async def _pair_outcome(agent, code: int, out: Callable[[Notice | str], None] | 
             f"  to fix: {fix}; then run `node-agent pair` again: the gateway hands the token over again on "
             "connect, without a new approval")
         return EXIT_FATAL if failure.retry is Retry.FATAL else 1
+    if code == EXIT_OK and agent.link.tokens.token is None:
+        # The device is approved, but `run` has nothing of its own to connect with.
+        version = agent.status.current.server_version
+        say(f"paired, but this gateway{f' (openclaw {version})' if version else ''} gave the node no device token: "
+            "`node-agent run` and the service connect with the gateway token, so keep OPENCLAW_GATEWAY_TOKEN "
+            "(or --token-file) configured for them.")
     if code == EXIT_OK and agent.status.current.surface is Surface.APPROVED:
         say("paired: this device is an approved node. Run the service or `node-agent run`.")
     elif code == EXIT_OK and agent.status.current.surface is Surface.UNCONFIRMED:

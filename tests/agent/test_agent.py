@@ -303,3 +303,25 @@ async def test_device_approved_is_said_once_however_often_the_link_reconnects(au
         nursery.cancel_scope.cancel()
     kinds = [n.kind for n in notices]
     assert kinds == [NoticeKind.PAIRING_PENDING, NoticeKind.DEVICE_APPROVED], [n.text for n in notices]
+
+
+async def test_a_gateway_that_issues_no_device_token_is_said_once_and_the_gateway_token_kept(
+        autojump_clock, tmp_path, caplog):
+    gw = FakeGateway()
+    gw.issue_tokens = False
+    store = MemoryStore()
+    agent = make_agent(gw, tmp_path, store=store)
+    gw.approve(agent.identity.device_id)
+    async with trio.open_nursery() as nursery:
+        await run_in(nursery, agent)
+        conn = await gw.wait_connection(1)
+        await conn.wait_request("node.event")
+        await conn.close(1012, "service restart")
+        again = await gw.wait_connection(2)
+        await again.wait_request("node.event")
+        assert again.connect_params["auth"]["token"]  # still the gateway token
+        nursery.cancel_scope.cancel()
+    assert await store.get(device_token_key(URL)) is None
+    said = [r.getMessage() for r in caplog.records if "issued no device token" in r.getMessage()]
+    assert said == ["the gateway issued no device token; connecting with the gateway token, which must stay "
+                    "configured"]

@@ -37,9 +37,8 @@ WAITING = (
     "  request id: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
     "On the gateway host, check the device id in `openclaw devices list`, then run:",
     "  openclaw devices approve xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
-    "and, once it connects, approve its commands:",
-    "  openclaw nodes pending",
-    "  openclaw nodes approve <requestId>",
+    "If the gateway then asks for this node's commands to be approved too, node-agent",
+    "  says so.",
 )
 #: After `openclaw devices approve`: the token, the connection, and the second stage.
 DEVICE_APPROVED = (
@@ -56,6 +55,9 @@ DEVICE_APPROVED = (
     "  openclaw nodes pending",
     "and approve it:",
     "  openclaw nodes approve <requestId>",
+    "Commands outside the gateway's defaults are dropped unless allowed there:",
+    "  openclaw config set gateway.nodes.commands.allow",
+    "    '[\"device.info\",\"device.status\"]'",
 )
 #: After `openclaw nodes approve`.
 PAIRED = (
@@ -86,7 +88,7 @@ async def test_the_openclaw_pair_screen_as_a_person_sees_it(real_gateway: RealGa
         with trio.fail_after(150):
             async with open_terminal(argv, env=env) as term:
                 request = await operator.wait_event("device.pair.requested", of_device(DEVICE_ID), timeout=60)
-                await term.wait_for("openclaw nodes approve <requestId>", timeout=60)
+                await term.wait_for("says so.", timeout=60)
                 first = term.screen(normalized=True)
                 assert request["requestId"] in term.output()
 

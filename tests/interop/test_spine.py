@@ -19,6 +19,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from node_agent.agent.status import LinkState, Surface
@@ -47,6 +48,25 @@ async def pair(operator: Operator, device_id: str, release: Release) -> None:
     if release.has_surface_stage:
         node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
         await operator.approve_node(node_request["requestId"])
+
+
+async def node_connected(operator: Operator, device_id: str, since: float, timeout: float = 30.0) -> None:
+    """The gateway lists the node as connected by a connection made after ``since`` (its
+    ``node.list``, asked every 0.2 s; not the presence broadcast, which a release may leave out
+    for a device that reconnects while its presence entry is still fresh, as 2026.3.22 does)."""
+    with trio.fail_after(timeout):
+        while True:
+            nodes = (await operator.list_nodes()).get("nodes", [])
+            if any(n.get("nodeId") == device_id and n.get("connected")
+                   and (n.get("connectedAtMs") or 0) >= since * 1000 for n in nodes):
+                return
+            await trio.sleep(0.2)
+
+
+def needs_node_tokens(release: Release) -> None:
+    if not release.issues_node_tokens:
+        pytest.skip(f"openclaw {release} issues a node no device token (the first pairing test checks that "
+                    "node-agent says so): nothing to reconnect with, keep or revoke")
 
 
 async def start_paired(real_gateway: RealGateway, operator: Operator, state_dir: Path,
@@ -87,9 +107,13 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
             await pairing.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"))
             assert device_token(state, real_gateway.url) is None
             await cli(real_gateway, "devices", "approve", request["requestId"], "--json")
-        await pairing.wait_log(r"device token saved", timeout=30)
-        token = device_token(state, real_gateway.url)
-        assert token and token not in pairing.text()
+        if release.issues_node_tokens:
+            await pairing.wait_log(r"device token saved", timeout=30)
+            token = device_token(state, real_gateway.url)
+            assert token and token not in pairing.text()
+        else:  # said, so that nobody removes the gateway token the node still needs
+            await pairing.wait_log(r"gave the node no device token: .* keep OPENCLAW_GATEWAY_TOKEN", timeout=30)
+            assert device_token(state, real_gateway.url) is None
         if release.has_surface_stage:
             await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
             node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
@@ -109,10 +133,11 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
     finally:
         pairing.kill()
 
+    since = time.time()
     agent = AgentProcess("run", state_dir=state, gateway_url=real_gateway.url, token=real_gateway.token,
                          extra=["--display-name", "interop-first"])
     try:
-        await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+        await node_connected(operator, device_id, since)
         result = await cli(real_gateway, "nodes", "invoke", "--node", device_id, "--command", "device.info", "--json")
         assert result["ok"] is True
         assert result["payload"]["deviceId"] == device_id
@@ -124,6 +149,7 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
 
 
 async def test_agent_restart_reconnects_with_the_device_token_alone(real_gateway, operator, tmp_path):
+    needs_node_tokens(real_gateway.release)
     state = tmp_path / "state"
     agent, device_id = await start_paired(real_gateway, operator, state, "interop-restart")
     token = device_token(state, real_gateway.url)
@@ -148,22 +174,22 @@ async def test_gateway_restart_agent_comes_back_without_help(real_gateway, opera
     agent, device_id = await start_paired(real_gateway, operator, state, "interop-gw-restart")
     try:
         mark = len(agent.text())
+        restarted_at = time.time()
         await trio.to_thread.run_sync(real_gateway.restart)
         ready_at = real_gateway.ready_at
         await agent.wait_log(r"gateway is shutting down", after=mark, timeout=5)  # the shutdown event
         async with Operator.connect(real_gateway.url, real_gateway.token) as fresh:
-            snapshot = fresh.hello.get("snapshot", {}).get("presence", [])
-            if not any(e.get("deviceId") == device_id for e in snapshot):
-                await fresh.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+            await node_connected(fresh, device_id, restarted_at)
         back = time.monotonic() - ready_at
         print(f"\n[interop] node back {back:.2f} s after the gateway logged ready")
         await agent.wait_log(r"connected to", after=mark, timeout=5)
-        assert device_token(state, real_gateway.url)
+        assert bool(device_token(state, real_gateway.url)) is real_gateway.release.issues_node_tokens
     finally:
         agent.kill()
 
 
 async def test_revoked_token_is_reported_and_pairing_starts_again(real_gateway, operator, tmp_path):
+    needs_node_tokens(real_gateway.release)
     state = tmp_path / "state"
     agent, device_id = await start_paired(real_gateway, operator, state, "interop-revoke")
     try:

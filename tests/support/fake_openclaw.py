@@ -97,6 +97,9 @@ class FakeGateway:
         #: The ``node.event`` reply payload for an event name (default ``{"ok": true}``, what
         #: releases up to 2026.3.31 answer for everything).
         self.node_event_replies: dict[str, dict[str, Any]] = {}
+        #: False: hello-ok carries no ``auth`` at all, as openclaw up to 2026.5.28 answers a node
+        #: that asks for no scopes (approved, but no scope baseline to issue a token against).
+        self.issue_tokens = True
         self.connections: list[GatewayConn] = []
         #: Reply payloads by method (a function of the request's params); default ``{"ok": true}``.
         self.replies: dict[str, Any] = {}
@@ -179,11 +182,13 @@ class FakeGateway:
         auth: dict[str, Any] = {"role": "node", "scopes": [], "deviceToken": token}
         if self.auth_method is not None:
             auth["method"] = self.auth_method
+        if not self.issue_tokens:
+            auth = {}
         hello = {"type": "hello-ok", "protocol": 4,
                  "server": {"version": self.server_version, "connId": f"c{len(self.connections)}"},
                  "features": {"methods": ["node.event", "node.invoke.result"], "events": list(self.hello_events)},
                  "snapshot": {"presence": []},
-                 "auth": auth,
+                 **({"auth": auth} if auth else {}),
                  "policy": {"maxPayload": 26214400, "maxBufferedBytes": 52428800,
                             "tickIntervalMs": self.tick_interval_ms}}
         for name, payload in self.events_before_hello:

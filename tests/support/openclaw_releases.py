@@ -47,6 +47,11 @@ SURFACE_STAGE_SINCE = "2026.3.31"
 SURFACE_LIVE_SINCE = "2026.4.1"
 #: First release that tells the node about its surface (PAIRING_CHANGED, node.pair.resolved).
 SURFACE_REPORTED_SINCE = "2026.8.1"
+#: First release of the matrix that issues a node its device token. Up to 2026.5.28 a node's empty
+#: scope list is stored as no scope baseline at all (``mergeScopes`` returns undefined), and
+#: ``ensureDeviceToken`` issues nothing against a missing baseline: hello-ok has no ``auth``, and
+#: the node stays on the gateway token. 2026.6.35 keeps an explicit empty list (``[]``).
+NODE_TOKEN_SINCE = "2026.6.35"
 #: First release that handles ``node.host.stats`` (and lists ``node.hostStats`` in hello-ok).
 HOST_STATS_SINCE = "2026.9.2"
 
@@ -119,6 +124,11 @@ class Release:
     @property
     def handles_host_stats(self) -> bool:
         return self.at_least(HOST_STATS_SINCE)
+
+    @property
+    def issues_node_tokens(self) -> bool:
+        """hello-ok hands a paired node its device token (see :data:`NODE_TOKEN_SINCE`)."""
+        return self.at_least(NODE_TOKEN_SINCE)
 
     @property
     def pairs_loopback_silently(self) -> bool:
