@@ -6,8 +6,10 @@ this extension is the only part that knows about the gateway:
 * ``voicewake.changed {triggers}`` -> the active wake models. Triggers with no model are
   reported plainly: a log warning, ``status``, and once per trigger set to the gateway as
   ``node.event voice.wake.unsupported``. The gateway pushes its list right after a node
-  connects; when the node's commands are approved on a live connection and that push has not
-  come, the extension reconnects once to get it (:data:`WAKE_SNAPSHOT_GRACE_S`).
+  connects; when the node's commands are approved on a live connection, or the gateway answers
+  one of this connection's requests with PAIRING_CHANGED, and that push (or the routing push
+  below) has not come, the extension reconnects once to get it (:data:`WAKE_SNAPSHOT_GRACE_S`,
+  :data:`GENERATION_GRACE_S`).
 * ``talk.mode`` -> the pipeline mode (documented dialect: ``{mode, enabled}``; OpenClaw:
   ``{enabled, phase}``, which only switches listening on or off). The documented dialect sends it
   to nodes; OpenClaw sends it only to operators, so there it arrives through the optional
@@ -66,6 +68,12 @@ __all__ = ["VoiceExtension", "VoiceSettings"]
 #: (an operator script does) and the snapshot is dropped without a word. Nothing a node may call
 #: returns the list (``voicewake.get`` is an operator method), so the node reconnects to get it.
 WAKE_SNAPSHOT_GRACE_S = 5.0
+#: The same loss, seen from a request: PAIRING_CHANGED on this connection means its pairing
+#: generation changed under it (in CI: the node's first requests after a connect, while its
+#: operator link connected), and a snapshot still on its way to the old generation is dropped.
+#: Shorter than the approval's grace, because the refusal itself says the change has happened.
+GENERATION_GRACE_S = 1.0
+ROUTING_EVENT = "voicewake.routing.changed"
 
 
 class VoiceExtension:
@@ -81,8 +89,12 @@ class VoiceExtension:
         # A report the gateway refused because the node's commands await approval
         # (PAIRING_CHANGED): sent again once they are approved.
         self._unreported: tuple[list[str], list[str]] | None = None
-        #: This connection has delivered the gateway's wake words (see WAKE_SNAPSHOT_GRACE_S).
+        #: This connection has delivered the gateway's wake words (see WAKE_SNAPSHOT_GRACE_S),
+        #: and its routing table (owed only by a gateway that lists the routing event in hello-ok).
         self._wake_words_seen = False
+        self._routing_seen = True
+        #: A snapshot check is scheduled on this connection (one per connection).
+        self._snapshot_check = False
         self.routing = VoiceWakeRouting()
         self._last_session_key: str | None = None
         #: Sessions this connection asked to hear (as sent, and as the gateway names them).
@@ -197,6 +209,8 @@ class VoiceExtension:
         self._reported_unsupported = None  # a new connection hears about them again
         self._unreported = None
         self._wake_words_seen = False
+        self._routing_seen = ROUTING_EVENT not in hello.events
+        self._snapshot_check = False
         self._subscribed = set()
         if self.speaker is not None:
             conn.nursery.start_soon(self._subscribe, conn, self.settings.session_key or "main")
@@ -230,9 +244,9 @@ class VoiceExtension:
             if self._unreported is not None:
                 unreported, self._unreported = self._unreported, None
                 conn.nursery.start_soon(self._report_unsupported, conn, *unreported)
-            if not self._wake_words_seen and conn.session.dialect.wake_words_on_connect:
-                conn.nursery.start_soon(self._await_wake_words, conn)
+            self._check_snapshot(conn, WAKE_SNAPSHOT_GRACE_S)
         elif isinstance(body, VoiceWakeRoutingChanged):
+            self._routing_seen = True
             self.routing = VoiceWakeRouting.from_payload({"config": body.config})
             log.info("voice routing from the gateway: %d route(s), default %s%s", len(self.routing.routes),
                      self.routing.default.mode, f" ({self.routing.dropped} malformed dropped)" if self.routing.dropped
@@ -288,19 +302,36 @@ class VoiceExtension:
                  f"handled: false ({reply.reason})" if reply.refused else "gateway answered ok")
         self._publish()
 
-    async def _await_wake_words(self, conn: Connection) -> None:
-        await trio.sleep(WAKE_SNAPSHOT_GRACE_S)
-        if self._wake_words_seen or self._conn is not conn:
+    def _check_snapshot(self, conn: Connection, grace: float) -> None:
+        """Reconnect once, ``grace`` from now, if this connection's connect snapshot (wake words,
+        routing) has still not come by then: it went to a pairing generation that is gone."""
+        if self._snapshot_check or not conn.session.dialect.wake_words_on_connect:
             return
-        log.info("the gateway's wake words did not come with this connection (dropped by the approval); "
-                 "reconnecting once to get them")
-        conn.close_soon(1000, "fetching wake words")
+        if self._wake_words_seen and self._routing_seen:
+            return
+        self._snapshot_check = True
+        conn.nursery.start_soon(self._await_snapshot, conn, grace)
+
+    async def _await_snapshot(self, conn: Connection, grace: float) -> None:
+        await trio.sleep(grace)
+        missing = [name for name, seen in (("wake words", self._wake_words_seen), ("routing", self._routing_seen))
+                   if not seen]
+        if not missing or self._conn is not conn:
+            return
+        log.info("the gateway's %s did not come with this connection (dropped by a pairing change); "
+                 "reconnecting once to get them", " and ".join(missing))
+        conn.close_soon(1000, "fetching the voice snapshot")
+
+    def _pairing_changed(self, conn: Connection, exc: BaseException) -> None:
+        if isinstance(exc, SurfacePending):
+            self._check_snapshot(conn, GENERATION_GRACE_S)
 
     async def _report_unsupported(self, conn: Connection, unsupported: list[str], active: list[str]) -> None:
         try:
             answer = await conn.node_event("voice.wake.unsupported", {"unsupported": unsupported, "active": active})
         except Exception as exc:  # a report is a courtesy: never let it end the connection
             pending = isinstance(exc, SurfacePending)
+            self._pairing_changed(conn, exc)
             if pending and self._reported_unsupported == tuple(unsupported):
                 self._unreported = (unsupported, active)
             log.info("could not report unsupported wake triggers to the gateway%s: %s",
@@ -320,6 +351,7 @@ class VoiceExtension:
             await conn.subscribe(session_key)
         except Exception as exc:  # replies are a courtesy: never let it end the connection
             self._subscribed.discard(session_key)
+            self._pairing_changed(conn, exc)
             log.info("chat.subscribe %s failed (%s); its replies will not be spoken", session_key, exc)
         else:
             log.info("subscribed to the chat of session %s (replies are spoken)", session_key)

@@ -97,6 +97,9 @@ class FakeGateway:
         #: The ``node.event`` reply payload for an event name (default ``{"ok": true}``, what
         #: releases up to 2026.3.31 answer for everything).
         self.node_event_replies: dict[str, dict[str, Any]] = {}
+        #: An error the next ``node.event`` of that name is answered with (once), e.g. the
+        #: PAIRING_CHANGED a live gateway gives while the node's pairing generation changes.
+        self.node_event_errors: dict[str, dict[str, Any]] = {}
         #: False: hello-ok carries no ``auth`` at all, as openclaw up to 2026.5.28 answers a node
         #: that asks for no scopes (approved, but no scope baseline to issue a token against).
         self.issue_tokens = True
@@ -204,7 +207,12 @@ class FakeGateway:
                 reply = self.replies.get(req.get("method"))
                 payload = reply(req.get("params")) if reply is not None else {"ok": True}
                 if req.get("method") == "node.event":
-                    payload = self.node_event_replies.get(req["params"].get("event"), payload)
+                    name = req["params"].get("event")
+                    if name in self.node_event_errors:
+                        await conn.send({"type": "res", "id": req["id"], "ok": False,
+                                         "error": self.node_event_errors.pop(name)})
+                        continue
+                    payload = self.node_event_replies.get(name, payload)
                 await conn.send({"type": "res", "id": req["id"], "ok": True, "payload": payload})
 
     def _check_connect(self, params: dict[str, Any], nonce: str, ts: int) -> tuple[dict[str, Any], int] | None:

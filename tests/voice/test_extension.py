@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import types
 from contextlib import asynccontextmanager
 
 import pytest
@@ -24,7 +25,7 @@ from node_agent.protocol import Event, HelloOk, TalkMode
 from node_agent.protocol.models import ErrorShape
 from node_agent.protocol.replies import NodeEventReply, call_refused
 from node_agent.voice import BytesSource, Mode, VoicePipeline
-from node_agent.voice.extension import WAKE_SNAPSHOT_GRACE_S, VoiceExtension
+from node_agent.voice.extension import GENERATION_GRACE_S, ROUTING_EVENT, WAKE_SNAPSHOT_GRACE_S, VoiceExtension
 from node_agent.voice.speaker import ReplySpeaker
 from tests.support.agents import make_agent, run_in
 from tests.support.documented_gateway import open_documented_gateway
@@ -187,6 +188,34 @@ async def test_approval_that_drops_the_wake_word_snapshot_costs_one_reconnect(au
                                                        "decision": "approved", "ts": 2})
         await trio.sleep(WAKE_SNAPSHOT_GRACE_S * 3)
         assert len(gateway.connections) == 2
+
+
+async def test_a_pairing_change_that_drops_the_routing_snapshot_costs_one_reconnect(autojump_clock, tmp_path,
+                                                                                     gateway, caplog):
+    # Seen in CI against openclaw@2026.9.6: the node's first request after a connect is refused
+    # PAIRING_CHANGED (its pairing generation changed meanwhile) and the routing snapshot, sent to
+    # the old generation, never comes; the wake words had come before the change.
+    caplog.set_level(logging.INFO, "node_agent")
+    gateway.hello_events = ["tick", ROUTING_EVENT]
+    gateway.events_before_hello = [("voicewake.changed", {"triggers": ["alexa", "computer"]})]
+    gateway.node_event_errors["voice.wake.unsupported"] = {
+        "code": "UNAVAILABLE", "message": "node pairing changed before request dispatch",
+        "details": {"code": "PAIRING_CHANGED"}}
+    routing = {"config": {"version": 1, "defaultTarget": {"mode": "current"},
+                          "routes": [{"trigger": "alexa", "target": {"sessionKey": "agent:main:kitchen"}}]}}
+    ext = make_voice()
+    async with voice_node(gateway, tmp_path, ext) as (agent, first):
+        await wait_node_event(first, "voice.wake.unsupported")
+        refused_at = trio.current_time()
+        gateway.events_before_hello.append((ROUTING_EVENT, routing))
+        await gateway.wait_connection(2)
+        # The grace, then the first fast retry after losing a good link (0.5 s with the test rng).
+        assert gateway.attempt_times[-1] - refused_at == pytest.approx(GENERATION_GRACE_S + 0.5)
+        assert first.closed_code == 1000
+        await until(lambda: len(ext.routing.routes) == 1)
+        assert "routing did not come with this connection" in caplog.text
+        await trio.sleep(GENERATION_GRACE_S * 10)
+        assert len(gateway.connections) == 2  # this one brought everything: no second reconnect
 
 
 async def test_an_approval_after_the_snapshot_does_not_reconnect(autojump_clock, tmp_path, gateway):
@@ -382,6 +411,8 @@ async def test_an_unsupported_report_refused_before_approval_is_sent_once_approv
             self.nursery = nursery
             self.approved = False
             self.calls: list = []
+            # A dialect without a connect snapshot: nothing to fetch again on PAIRING_CHANGED.
+            self.session = types.SimpleNamespace(dialect=types.SimpleNamespace(wake_words_on_connect=False))
 
         async def node_event(self, event, payload):
             self.calls.append((event, payload))
