@@ -5,7 +5,7 @@ test a fresh operator connection, and mark every test under tests/interop with `
 
 Releases: every interop test runs against the pinned release; the spine
 (``test_spine.py``), the event checks (``test_events.py``) and the release checks
-(``test_releases.py``) also run against the oldest
+(``test_release_behaviour.py``) also run against the oldest
 supported one, so the README's test command covers both ends of the supported range. Test ids
 carry the release (``[2026.9.6]``). ``NODE_AGENT_SPINE_RELEASES=v1,v2`` replaces the spine's
 list (what ``scripts/interop-matrix`` does, one release per run); ``OPENCLAW_VERSION``
@@ -49,7 +49,7 @@ TALK_LOCAL_CLI = {"talk": {"provider": "tts-local-cli", "providers": {"tts-local
     "command": "espeak-ng", "args": ["-w", "{{OutputPath}}", "{{Text}}"], "outputFormat": "wav", "timeoutMs": 30000}}}}
 
 #: Test files whose tests run against every release of the spine list.
-RELEASE_SPANNING = frozenset({"test_spine.py", "test_releases.py", "test_events.py"})
+RELEASE_SPANNING = frozenset({"test_spine.py", "test_release_behaviour.py", "test_events.py"})
 
 
 def spine_releases() -> tuple[Release, ...]:

@@ -32,7 +32,7 @@ from pathlib import Path
 from tests.support.openclaw_releases import MATRIX, Release, install_dir, installed_version
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_FILES = ("tests/interop/test_spine.py", "tests/interop/test_events.py", "tests/interop/test_releases.py")
+TEST_FILES = ("tests/interop/test_spine.py", "tests/interop/test_events.py", "tests/interop/test_release_behaviour.py")
 
 
 def install(release: Release) -> tuple[bool, float, str]:
