@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from ..agent.status import public_url
 from .options import config_from_args
 
 if TYPE_CHECKING:
@@ -145,6 +144,7 @@ async def _serve(config: Config, pair_mode: bool, bootstrap, timeout: float | No
                   status=status, registry=parts.registry, bootstrap_token=bootstrap, exit_when_paired=pair_mode,
                   notices=out, extensions=parts.extensions() or None)
     if pair_mode and out is not None:
+        from ..agent.status import public_url
         from .screens import render_pair_header
 
         out(render_pair_header(display_name=config.display_name, gateway=public_url(config.gateway_url) or "",

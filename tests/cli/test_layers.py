@@ -65,6 +65,14 @@ def test_read_only_commands_import_neither_trio_nor_cryptography(tmp_path, argv)
     assert heavy_in(modules) == []
 
 
+def test_version_alone_builds_no_parser_and_loads_no_configuration(tmp_path):
+    # The parser imports every command module and, through their options, the configuration
+    # package (attrs and all): ~0.2 s for one line of output.
+    code, modules = imported_by(["--version"], tmp_path)
+    assert code == 0
+    assert not [m for m in modules if m in ("attr", "attrs", "node_agent.config") or m.startswith("node_agent.cli.")]
+
+
 def test_the_protocol_core_imports_no_trio_and_nothing_above_it(tmp_path):
     code = "import json, sys, node_agent.protocol; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
