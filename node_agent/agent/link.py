@@ -374,7 +374,7 @@ class Link:
             # does not): a save that failed earlier is retried on every connect all the same.
             await self.tokens.retry_save("will retry on the next connect")
         if self.tokens.token is None and not self._no_token_said:
-            # openclaw up to 2026.5.28 approves a node that asks for no scopes, then finds no scope
+            # openclaw 2026.3.22 approves a node that asks for no scopes, then finds no scope
             # baseline to issue its token against: the node stays on the gateway token.
             self._no_token_said = True
             self.log.info("%s", self._named("the gateway issued no device token; connecting with the gateway "

@@ -100,7 +100,7 @@ class FakeGateway:
         #: An error the next ``node.event`` of that name is answered with (once), e.g. the
         #: PAIRING_CHANGED a live gateway gives while the node's pairing generation changes.
         self.node_event_errors: dict[str, dict[str, Any]] = {}
-        #: False: hello-ok carries no ``auth`` at all, as openclaw up to 2026.5.28 answers a node
+        #: False: hello-ok carries no ``auth`` at all, as openclaw 2026.3.22 answers a node
         #: that asks for no scopes (approved, but no scope baseline to issue a token against).
         self.issue_tokens = True
         self.connections: list[GatewayConn] = []

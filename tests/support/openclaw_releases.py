@@ -47,11 +47,11 @@ SURFACE_STAGE_SINCE = "2026.3.31"
 SURFACE_LIVE_SINCE = "2026.4.1"
 #: First release that tells the node about its surface (PAIRING_CHANGED, node.pair.resolved).
 SURFACE_REPORTED_SINCE = "2026.8.1"
-#: First release of the matrix that issues a node its device token. Up to 2026.5.28 a node's empty
-#: scope list is stored as no scope baseline at all (``mergeScopes`` returns undefined), and
+#: First release of the matrix that issues a node its device token. 2026.3.22 stores a node's
+#: empty scope list as no scope baseline at all (``mergeScopes`` returns undefined), and
 #: ``ensureDeviceToken`` issues nothing against a missing baseline: hello-ok has no ``auth``, and
-#: the node stays on the gateway token. 2026.6.35 keeps an explicit empty list (``[]``).
-NODE_TOKEN_SINCE = "2026.6.35"
+#: the node stays on the gateway token. 2026.3.31 and later hand one over (seen in the matrix).
+NODE_TOKEN_SINCE = "2026.3.31"
 #: First release that handles ``node.host.stats`` (and lists ``node.hostStats`` in hello-ok).
 HOST_STATS_SINCE = "2026.9.2"
 
