@@ -28,7 +28,6 @@ from tests.support.agent_process import (
     device_id_of,
     device_token,
     of_device,
-    presence_of,
     wait_status_file,
 )
 from tests.support.openclaw_releases import Release
@@ -155,10 +154,11 @@ async def test_agent_restart_reconnects_with_the_device_token_alone(real_gateway
     token = device_token(state, real_gateway.url)
     assert (await agent.terminate())[0] == 0
     spawned_at = trio.current_time()
+    since = time.time()
     second = AgentProcess("run", state_dir=state, gateway_url=real_gateway.url, token=None,
                           extra=["--display-name", "interop-restart"])  # no shared token at all
     try:
-        await operator.wait_event("presence", presence_of(device_id, "connect"), timeout=30)
+        await node_connected(operator, device_id, since)
         await second.wait_log(r"connected to .* auth device-token", timeout=10)
         assert device_token(state, real_gateway.url) == token
         assert not [e for e in operator.events if e.name == "device.pair.requested"
