@@ -172,6 +172,17 @@ class SurfacePending(GatewayRejected):
     retry = Retry.PAIRING_PENDING
 
 
+class PairingStale(GatewayRejected):
+    """The answer to an invoke was refused with OpenClaw ``PAIRING_CHANGED``. The gateway had
+    dispatched that invoke on this connection, so its surface was live; the refusal means the
+    connection's pairing went stale meanwhile (seen right after a gateway restart, when the
+    pairing worker publishes after the node has connected). The gateway has invalidated the
+    session, routes nothing more to it and closes it only on the node's next request: reconnect
+    now rather than a heartbeat later. Classified in :func:`node_agent.protocol.replies.call_refused`."""
+
+    retry = Retry.TRANSIENT
+
+
 class PairingRequired(GatewayRejected):
     """This device is waiting for a person to approve it."""
 

@@ -10,6 +10,8 @@ Invoke contract: every ``node.invoke.request`` gets exactly one ``node.invoke.re
 handler runs under the request's ``timeoutMs`` (minus a margin so our answer beats the
 gateway's own timeout); on timeout, cancel or a crash it is answered with ``ok: false``. A
 connection without a command registry (the operator link) answers every invoke ``UNAVAILABLE``.
+An answer the gateway refuses as :class:`~node_agent.errors.PairingStale` ends the connection:
+the gateway routes nothing more to it, so the link reconnects at once.
 
 The connection never parses wire JSON and never matches error codes: the session hands it typed
 actions (:class:`~node_agent.protocol.actions.InvokeStarted`, a ``ResponseReceived`` whose
@@ -29,6 +31,7 @@ from ..errors import (
     GatewayRejected,
     InvokeError,
     NodeAgentError,
+    PairingStale,
     RemoteProtocolError,
     Retry,
     SurfacePending,
@@ -296,11 +299,13 @@ class Connection:
                 self.surface_approved = True
                 await self._hooks.on_surface_approved(self)
             elif isinstance(action, ResponseReceived):
+                if isinstance(action.refusal, PairingStale):
+                    self._pairing_went_stale(action.refusal)
                 waiter = self._waiters.pop(action.response.id, None)
                 if waiter is not None:
                     waiter[1].append(action)
                     waiter[0].set()
-                elif action.refusal is not None:
+                elif action.refusal is not None and not isinstance(action.refusal, PairingStale):
                     log.info("%s answered late: %s", action.method, action.refusal.message)
             elif isinstance(action, CancelInvoke):
                 scope = self._invokes.get(action.invoke_id)
@@ -326,6 +331,13 @@ class Connection:
                     await self._transport.aclose(action.code, action.reason)
                 if self._nursery is not None:
                     self._nursery.cancel_scope.cancel()
+
+    def _pairing_went_stale(self, refusal: PairingStale) -> None:
+        # The gateway will not route to this connection again and closes it on our next request,
+        # which may be a heartbeat away: the node would be invisible until then.
+        if self.close_soon(1000, "pairing changed; reconnecting"):
+            log.warning("the gateway says this connection's pairing is no longer current (%s); reconnecting",
+                        refusal.message)
 
     async def _dispatch(self, event: Event) -> None:
         try:

@@ -5,7 +5,8 @@ session, before the I/O layer sees it (:class:`~.actions.ResponseReceived`):
 
 * ``ok: false`` becomes a :class:`~node_agent.errors.GatewayRejected` (blamed on the gateway,
   carrying a retry category), and OpenClaw's ``PAIRING_CHANGED`` on a node method becomes
-  :class:`~node_agent.errors.SurfacePending`. Nothing above the protocol core matches codes or
+  :class:`~node_agent.errors.SurfacePending`, except on ``node.invoke.result``, where it can
+  only mean the connection went stale (:class:`~node_agent.errors.PairingStale`). Nothing above the protocol core matches codes or
   message text.
 * ``ok: true`` to ``node.event`` is read as a :class:`NodeEventReply`. OpenClaw answers
   ``{ok: true, handled: false, reason}`` for an event it dropped (``invalid_payload``,
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from ..errors import GatewayRejected, Retry, SurfacePending
+from ..errors import GatewayRejected, PairingStale, Retry, SurfacePending
 from .models import ErrorShape
 
 
@@ -46,6 +47,10 @@ def call_refused(method: str, error: ErrorShape) -> GatewayRejected:
     kwargs: dict[str, Any] = dict(code=error.code, detail_code=detail, details=error.details,
                                   retry_after_s=retry_after_s, method=method)
     if detail == "PAIRING_CHANGED":
+        # The gateway dispatches invokes only to a live surface: refusing the answer to one is
+        # not "commands pending" but "this connection's pairing is no longer current".
+        if method == "node.invoke.result":
+            return PairingStale(text, **kwargs)
         return SurfacePending(text, **kwargs)
     if error.code == "RATE_LIMITED" or error.retryable is False:
         return GatewayRejected(text, retry=Retry.RATE_LIMITED, **kwargs)

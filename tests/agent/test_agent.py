@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from node_agent.agent.commands import builtin_registry
@@ -325,3 +326,29 @@ async def test_a_gateway_that_issues_no_device_token_is_said_once_and_the_gatewa
     said = [r.getMessage() for r in caplog.records if "issued no device token" in r.getMessage()]
     assert said == ["the gateway issued no device token; connecting with the gateway token, which must stay "
                     "configured"]
+
+
+async def test_a_refused_invoke_answer_for_a_stale_pairing_reconnects_at_once(autojump_clock, tmp_path, caplog):
+    # openclaw 2026.9.6 right after a restart: an invoke dispatched to the node's fresh
+    # connection, whose answer the gateway refuses because the connection's pairing went stale.
+    # The gateway routes nothing more to it and would close it only on the next heartbeat.
+    gw = FakeGateway()
+    gw.request_errors["node.invoke.result"] = {
+        "code": "UNAVAILABLE", "message": "node pairing changed before request dispatch",
+        "details": {"code": "PAIRING_CHANGED"}}
+    async with connected(gw, tmp_path) as (agent, conn):
+        await conn.send_event("node.invoke.request", {"id": "a", "command": "device.info", "paramsJSON": "{}",
+                                                      "timeoutMs": 5000})
+        await conn.wait_request("node.invoke.result")
+        answered_at = trio.current_time()
+        second = await gw.wait_connection(2)
+        assert conn.closed_code == 1000
+        assert gw.attempt_times[-1] - answered_at == pytest.approx(0.5)  # the first fast retry
+        await second.ready.wait()
+        assert "this connection's pairing is no longer current" in caplog.text
+        await second.send_event("node.invoke.request", {"id": "b", "command": "device.info", "paramsJSON": "{}",
+                                                        "timeoutMs": 5000})
+        (result,) = await second.wait_request("node.invoke.result")
+        assert result["params"]["ok"] is True
+        await trio.sleep(30)  # (less than the fake's silence deadline: it sends no ticks)
+        assert len(gw.connections) == 2  # an accepted answer: no further reconnect

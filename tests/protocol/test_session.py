@@ -12,6 +12,7 @@ from node_agent.errors import (
     GatewayRejected,
     LocalProtocolError,
     PairingRequired,
+    PairingStale,
     Retry,
     SurfacePending,
 )
@@ -265,3 +266,14 @@ def test_secrets_do_not_leak_through_session_repr_or_actions():
     actions = s.receive_data(event("connect.challenge", {"nonce": "n", "ts": 5}), 0.0)
     assert "super-secret-shared-token" in actions[0].data
     assert "super-secret-shared-token" not in repr(actions) and "super-secret" not in repr(s)
+
+
+def test_pairing_changed_on_an_invoke_answer_means_the_connection_is_stale():
+    # The gateway dispatched that invoke to a live surface: "commands pending" cannot be the reason.
+    s = ready_session()
+    rid, _ = s.request("node.invoke.result", {"id": "inv-1", "nodeId": "n", "ok": True})
+    error = {"code": "UNAVAILABLE", "message": "node pairing changed before request dispatch",
+             "details": {"code": "PAIRING_CHANGED"}}
+    (got,) = s.receive_data(res(rid, ok=False, error=error), 1.0)
+    assert type(got.refusal) is PairingStale and got.refusal.retry is Retry.TRANSIENT
+    assert got.refusal.blame is Blame.GATEWAY

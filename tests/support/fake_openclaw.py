@@ -100,6 +100,8 @@ class FakeGateway:
         #: An error the next ``node.event`` of that name is answered with (once), e.g. the
         #: PAIRING_CHANGED a live gateway gives while the node's pairing generation changes.
         self.node_event_errors: dict[str, dict[str, Any]] = {}
+        #: The same for any other request method (``node.invoke.result``...), once each.
+        self.request_errors: dict[str, dict[str, Any]] = {}
         #: False: hello-ok carries no ``auth`` at all, as openclaw 2026.3.22 answers a node
         #: that asks for no scopes (approved, but no scope baseline to issue a token against).
         self.issue_tokens = True
@@ -206,6 +208,10 @@ class FakeGateway:
             if req.get("type") == "req":
                 reply = self.replies.get(req.get("method"))
                 payload = reply(req.get("params")) if reply is not None else {"ok": True}
+                if req.get("method") in self.request_errors:
+                    await conn.send({"type": "res", "id": req["id"], "ok": False,
+                                     "error": self.request_errors.pop(req["method"])})
+                    continue
                 if req.get("method") == "node.event":
                     name = req["params"].get("event")
                     if name in self.node_event_errors:
