@@ -30,11 +30,17 @@ if TYPE_CHECKING:
     from .status import AgentStatus
 
 
+#: ``after_result(event, payload, on_reply=callback)``: see :class:`CommandContext`.
+AfterResult = Callable[..., None]
+
+
 @attrs.frozen(kw_only=True)
 class CommandContext:
     """What a handler may use: the device, the agent's status, and the invoke's own connection
     (``node_event`` sends an event on it and returns the gateway's typed reply, raising
-    :class:`~node_agent.errors.GatewayRejected` if it is refused)."""
+    :class:`~node_agent.errors.GatewayRejected` if it is refused; ``after_result`` sends one
+    right after this invoke's result, handing the reply, or None, to a callback:
+    :meth:`~.connection.Connection.after_result`)."""
 
     adapter: PlatformAdapter
     device_id: str
@@ -43,6 +49,7 @@ class CommandContext:
     status: Callable[[], "AgentStatus"]
     request: "NodeInvokeRequest | None" = None
     node_event: Callable[[str, Any], Awaitable["NodeEventReply"]] | None = attrs.field(default=None, repr=False)
+    after_result: AfterResult | None = attrs.field(default=None, repr=False)
 
 
 Handler = Callable[[dict[str, Any], CommandContext], Awaitable[Any]]

@@ -123,6 +123,9 @@ class Connection:
         self._send_lock = trio.Lock()
         self._waiters: dict[str, tuple[trio.Event, list[ResponseReceived]]] = {}
         self._invokes: dict[str, trio.CancelScope] = {}
+        #: Events an invoke's handler asked to send once its result is written (see
+        #: :meth:`after_result`), by invoke id.
+        self._after_result: dict[str, list[tuple[str, Any, Callable[[NodeEventReply | None], None] | None]]] = {}
         self._cancelled_invokes: set[str] = set()
         self._deadline_changed = trio.Event()
         self._pinging = False
@@ -182,6 +185,45 @@ class Connection:
         if reply.refused:
             self._hooks.on_event_refused(event, reply.reason or "not handled")
         return reply
+
+    async def post_node_event(self, event: str, payload: Any, *, timeout: float = 15.0,
+                              on_reply: Callable[[NodeEventReply | None], None] | None = None) -> None:
+        """Send a ``node.event`` and return as soon as its frame is written, before the gateway
+        answers; whatever this connection sends next goes out after it. The answer is read in the
+        background and reported to the hooks as :meth:`node_event` reports it; ``on_reply`` hears
+        it (None: refused, or no answer came). For a report whose answer nothing waits on
+        (:meth:`after_result`)."""
+        self._check_open("node.event")
+        rid, actions = self.session.node_event(event, payload)
+        done, slot = self._expect(rid)
+        try:
+            await self._perform(actions)
+        except BaseException:
+            self._waiters.pop(rid, None)
+            raise
+        self.nursery.start_soon(self._posted_reply, event, rid, done, slot, timeout, on_reply)
+
+    def after_result(self, invoke_id: str, event: str, payload: Any, *,
+                     on_reply: Callable[[NodeEventReply | None], None] | None = None) -> None:
+        """Send a ``node.event`` right after the result of invoke ``invoke_id`` is written (with
+        :meth:`post_node_event`), if that result is ``ok``; ``on_reply`` hears None if it is not,
+        or if the event could not be sent. A report the gateway accepts after the result, such as
+        ``exec.finished``, then costs the invoke no gateway round trip."""
+        self._after_result.setdefault(invoke_id, []).append((event, payload, on_reply))
+
+    async def _posted_reply(self, event: str, rid: str, done: trio.Event, slot: list[ResponseReceived],
+                            timeout: float, on_reply: Callable[[NodeEventReply | None], None] | None) -> None:
+        reply: NodeEventReply | None = None
+        try:
+            reply = await self._response("node.event", rid, done, slot, timeout)
+        except GatewayRejected as exc:
+            self._hooks.on_event_refused(event, exc.detail_code or exc.code)
+        except ConnectionLost:
+            pass
+        if reply is not None and reply.refused:
+            self._hooks.on_event_refused(event, reply.reason or "not handled")
+        if on_reply is not None:
+            on_reply(reply)
 
     async def _node_event_once(self, event: str, payload: Any, timeout: float) -> NodeEventReply:
         self._check_open("node.event")
@@ -346,10 +388,23 @@ class Connection:
             log.exception("handler for %s failed", event.name)
 
     async def _await_response(self, method: str, rid: str, actions: list[Action], timeout: float) -> Any:
-        done, slot = trio.Event(), []
-        self._waiters[rid] = (done, slot)
+        done, slot = self._expect(rid)
         try:
             await self._perform(actions)
+        except BaseException:
+            self._waiters.pop(rid, None)
+            raise
+        return await self._response(method, rid, done, slot, timeout)
+
+    def _expect(self, rid: str) -> tuple[trio.Event, list[ResponseReceived]]:
+        # Registered before the request is written: the answer may arrive before _perform returns.
+        done, slot = trio.Event(), []
+        self._waiters[rid] = (done, slot)
+        return done, slot
+
+    async def _response(self, method: str, rid: str, done: trio.Event, slot: list[ResponseReceived],
+                        timeout: float) -> Any:
+        try:
             with trio.fail_after(timeout):
                 await done.wait()
         except trio.TooSlowError:
@@ -405,6 +460,16 @@ class Connection:
             await self._perform(actions)
         except NodeAgentError as exc:
             log.info("could not answer invoke %s: %s", request.command, exc.message)
+            ok = False
+        for event, event_payload, on_reply in self._after_result.pop(request.id, ()):
+            try:
+                if not ok:
+                    raise ConnectionLost(f"{event}: not sent, invoke {request.command} did not answer ok")
+                await self.post_node_event(event, event_payload, on_reply=on_reply)
+            except NodeAgentError as exc:
+                log.info("could not send %s: %s", event, exc.message)
+                if on_reply is not None:
+                    on_reply(None)
 
 
 async def serve_once(open_transport: Callable[[], Any],

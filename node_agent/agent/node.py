@@ -21,6 +21,7 @@ the node does:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -247,7 +248,8 @@ class Agent:
             self.status.update(surface=Surface.APPROVED)
         return CommandContext(adapter=self.adapter, device_id=self.identity.device_id,
                               display_name=self.config.display_name, started_at=self._started_at,
-                              status=lambda: self.status.current, request=request, node_event=conn.node_event)
+                              status=lambda: self.status.current, request=request, node_event=conn.node_event,
+                              after_result=functools.partial(conn.after_result, request.id))
 
     # -- presence -------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from ..agent.status import ExecDenial, ExecStatus, StatusBoard
 from ..audit import AUDIT_FILE, AuditLog
 from ..config.exec import ExecSettings
 from ..errors import NodeAgentError
+from ..protocol.replies import NodeEventReply
 from .document import resolve
 from .service import ExecService
 from .store import FILE_NAME, ApprovalsStore, Snapshot
@@ -96,15 +97,27 @@ class ExecExtension:
             registry.register(name, handler, cap="system")
 
     async def _emit(self, ctx: CommandContext, event: str, payload: dict[str, Any]) -> None:
-        if ctx.node_event is None:
-            return
         try:
+            if event == "exec.finished" and ctx.after_result is not None:
+                # Sent right after the run's result instead of before it: the gateway keeps a
+                # run's event authorization until its terminal event when the result is ok
+                # (system.run's always is), so it still takes the event, and the run does not
+                # wait for a gateway round trip. exec.denied goes first and is awaited: a failed
+                # result drops the authorization at once.
+                ctx.after_result(event, payload, on_reply=lambda reply: self._keep(event, reply))
+                return
+            if ctx.node_event is None:
+                return
             reply = await ctx.node_event(event, payload)
         except NodeAgentError as exc:  # an event is a report: failing to send it must not fail the run
             log.info("could not send %s: %s", event, exc.message)
-            self.replies.append(EventReply(event, False, "not sent"))
+            self._keep(event, None)
             return
-        self.replies.append(EventReply(event, reply.handled, reply.reason))
+        self._keep(event, reply)
+
+    def _keep(self, event: str, reply: NodeEventReply | None) -> None:
+        self.replies.append(EventReply(event, reply.handled, reply.reason) if reply is not None
+                            else EventReply(event, False, "not sent or refused"))
         del self.replies[:-50]
 
     async def _refresh(self) -> None:

@@ -14,6 +14,7 @@ import trio
 from node_agent.agent.commands import builtin_registry
 from node_agent.agent.node import EXIT_FATAL, EXIT_OK
 from node_agent.agent.status import Surface
+from node_agent.errors import InvokeError
 from node_agent.secret import Secret
 from node_agent.secrets import MemoryStore, device_token_key
 from tests.support.agents import URL, connected, make_agent, results, run_in
@@ -352,3 +353,42 @@ async def test_a_refused_invoke_answer_for_a_stale_pairing_reconnects_at_once(au
         assert result["params"]["ok"] is True
         await trio.sleep(30)  # (less than the fake's silence deadline: it sends no ticks)
         assert len(gw.connections) == 2  # an accepted answer: no further reconnect
+
+
+async def test_an_event_deferred_to_after_the_result_follows_it_and_its_answer_is_still_checked(
+        autojump_clock, tmp_path):
+    # after_result: the event is written right after the handler's ok result; a handled:false
+    # answer is still reported (status) as an awaited event's is. After a failed result, nothing.
+    gw = FakeGateway()
+    gw.node_event_replies["exec.finished"] = {"ok": True, "handled": False, "reason": "unmatched_exec_event"}
+    registry = builtin_registry()
+    replies = []
+
+    async def report(params, ctx):
+        ctx.after_result("exec.finished", {"runId": "r1"}, on_reply=replies.append)
+        if params.get("fail"):
+            raise InvokeError("INVALID_REQUEST", "no")
+        return {"done": True}
+
+    registry.register("probe.report", report, cap="probe")
+    async with connected(gw, tmp_path, registry=registry) as (agent, conn):
+        await conn.send_event("node.invoke.request", {"id": "p", "command": "probe.report", "paramsJSON": "{}",
+                                                      "timeoutMs": 5000})
+        while not any((r.get("params") or {}).get("event") == "exec.finished" for r in conn.requests):
+            await trio.sleep(0.01)
+        sent = [(r["method"], (r.get("params") or {}).get("event")) for r in conn.requests
+                if r.get("method") in ("node.event", "node.invoke.result")]
+        assert sent[-2:] == [("node.invoke.result", None), ("node.event", "exec.finished")]
+        while not replies:
+            await trio.sleep(0.01)
+        assert replies[0].handled is False and replies[0].reason == "unmatched_exec_event"
+        assert any(r.event == "exec.finished" and r.reason == "unmatched_exec_event"
+                   for r in agent.status.current.refused_events)
+
+        before = len(conn.requests)
+        await conn.send_event("node.invoke.request", {"id": "q", "command": "probe.report",
+                                                      "paramsJSON": '{"fail": true}', "timeoutMs": 5000})
+        await conn.wait_request("node.invoke.result", 2)
+        await trio.sleep(1)
+        assert [r["method"] for r in conn.requests[before:]] == ["node.invoke.result"]
+        assert replies[1:] == [None]

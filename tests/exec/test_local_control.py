@@ -6,6 +6,7 @@ import json
 import stat
 from pathlib import Path
 
+import attrs
 import pytest
 
 from node_agent.cli import main
@@ -99,6 +100,23 @@ async def test_the_extension_declares_five_system_commands_and_keeps_the_gateway
     assert [e for e, _ in sent] == ["exec.denied"]
     assert ext.replies[-1].handled is False and ext.replies[-1].reason == "unmatched_exec_event"
     assert status.current.exec.last_denials[-1].reason == "approval-required"
+
+    # A run that goes ahead reports exec.finished after its result where the connection offers
+    # that; the answer is kept all the same.
+    deferred: list[tuple[str, dict]] = []
+
+    def after_result(event: str, payload: dict, *, on_reply) -> None:
+        deferred.append((event, payload))
+        on_reply(NodeEventReply(event=event))
+
+    snap = await ext.service.snapshot()
+    await ext.service.approvals_set({"baseHash": snap.hash, "file": {
+        "version": 1, "defaults": snap.file["defaults"], "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/true"}]}}}})
+    ctx = attrs.evolve(ctx, after_result=after_result)
+    result = await command.handler({"command": ["/usr/bin/true"], "runId": "r2", "agentId": "main"}, ctx)
+    assert result["exitCode"] == 0
+    assert [e for e, _ in deferred] == ["exec.finished"] and [e for e, _ in sent] == ["exec.denied"]
+    assert ext.replies[-1].event == "exec.finished" and ext.replies[-1].handled is None
 
 
 def test_exec_is_on_for_desktop_adapters_and_off_on_a_pi_unless_configured(tmp_path: Path) -> None:
