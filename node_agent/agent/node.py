@@ -62,6 +62,9 @@ log = logging.getLogger("node_agent.agent")
 
 #: The gateway's broadcast of accepted host stats; in ``features.events`` where they are handled.
 HOST_STATS_BROADCAST = "node.hostStats"
+#: How long after a PAIRING_CHANGED refusal of presence a node whose commands were approved
+#: before asks once more, before it says they are pending (see :meth:`Agent._send_presence`).
+SURFACE_RECHECK_S = 1.0
 
 
 class AgentExtension(Protocol):
@@ -265,13 +268,22 @@ class Agent:
                 conn.close_soon(1000, "picking up approved commands")
                 return
 
-    async def _send_presence(self, conn: Connection, trigger: str) -> None:
+    async def _send_presence(self, conn: Connection, trigger: str, *, recheck: bool = True) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
                                    "version": __version__, "platform": self.record.platform,
                                    "deviceFamily": self.record.device_family}
         try:
             await conn.node_event("node.presence.alive", payload)
         except SurfacePending:
+            if recheck and self.status.current.surface is Surface.APPROVED:
+                # Approved before, refused now: after a gateway restart this connection's pairing
+                # can go stale as the gateway's pairing worker comes up. The gateway then routes
+                # nothing to it and closes it only on our next request, so make that request now
+                # (a stale connection ends and the link reconnects) rather than a heartbeat later,
+                # and say "pending" only if the gateway says so again.
+                await trio.sleep(SURFACE_RECHECK_S)
+                await self._send_presence(conn, trigger, recheck=False)
+                return
             self._surface_pending()
             return
         except GatewayRejected as exc:

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from node_agent.agent.commands import builtin_registry
-from node_agent.agent.node import EXIT_FATAL, EXIT_OK
+from node_agent.agent.node import EXIT_FATAL, EXIT_OK, SURFACE_RECHECK_S
 from node_agent.agent.status import Surface
 from node_agent.errors import InvokeError
 from node_agent.secret import Secret
@@ -392,3 +392,44 @@ async def test_an_event_deferred_to_after_the_result_follows_it_and_its_answer_i
         await trio.sleep(1)
         assert [r["method"] for r in conn.requests[before:]] == ["node.invoke.result"]
         assert replies[1:] == [None]
+
+
+PAIRING_CHANGED = {"code": "UNAVAILABLE", "message": "node pairing changed before request dispatch",
+                   "details": {"code": "PAIRING_CHANGED"}}
+
+
+async def test_a_node_approved_before_asks_again_before_it_calls_its_commands_pending(autojump_clock, tmp_path,
+                                                                                      caplog):
+    # openclaw 2026.9.6 after a restart: the node's first presence on its new connection can be
+    # refused PAIRING_CHANGED while the gateway's pairing worker comes up. A node whose commands
+    # were approved asks once more a second later; only a second refusal means "pending".
+    gw = FakeGateway()
+    gw.server_version = "2026.9.6"
+    async with connected(gw, tmp_path) as (agent, first):
+        await first.wait_request("node.event")
+        await trio.sleep(0.1)
+        assert agent.status.current.surface is Surface.APPROVED
+        gw.node_event_errors["node.presence.alive"] = PAIRING_CHANGED
+        await first.close(1012, "service restart")
+        second = await gw.wait_connection(2)
+        presences = await second.wait_request("node.event", 2)
+        refused, again = (t for r, t in zip(second.requests, second.request_times) if r.get("method") == "node.event")
+        assert again - refused == pytest.approx(SURFACE_RECHECK_S)
+        assert all(p["params"]["event"] == "node.presence.alive" for p in presences)
+        await trio.sleep(0.1)
+        assert agent.status.current.surface is Surface.APPROVED
+        assert "has not approved this node's commands" not in caplog.text
+
+
+async def test_a_node_never_approved_is_told_at_once_that_its_commands_are_pending(autojump_clock, tmp_path,
+                                                                                  caplog):
+    gw = FakeGateway()
+    gw.server_version = "2026.9.6"
+    gw.node_event_errors["node.presence.alive"] = PAIRING_CHANGED
+    async with connected(gw, tmp_path) as (agent, conn):
+        await conn.wait_request("node.event")
+        await trio.sleep(0.1)
+        assert agent.status.current.surface is Surface.PENDING
+        assert "has not approved this node's commands yet" in caplog.text
+        await trio.sleep(5)
+        assert len([r for r in conn.requests if r.get("method") == "node.event"]) == 1  # no second ask

@@ -45,6 +45,8 @@ class GatewayConn:
         self.gateway = gateway
         self.connect_params: dict[str, Any] | None = None
         self.requests: list[dict[str, Any]] = []
+        #: When each of ``requests`` arrived (trio time).
+        self.request_times: list[float] = []
         self.request_event = trio.Event()
         self.closed_code: int | None = None
         self.ready = trio.Event()
@@ -204,6 +206,7 @@ class FakeGateway:
             message = await conn.ws.get_message()
             req = json.loads(message)
             conn.requests.append(req)
+            conn.request_times.append(trio.current_time())
             conn.request_event.set()
             if req.get("type") == "req":
                 reply = self.replies.get(req.get("method"))
