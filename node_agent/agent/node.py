@@ -362,6 +362,10 @@ class Agent:
                 "  openclaw nodes pending\n"
                 "and approve it:\n"
                 "  openclaw nodes approve <requestId>")
+        if not self._profile.cli_approves_surface:
+            text += (f"\n(openclaw {self._profile.version}'s CLI cannot: it answers \"missing scope\", asking for "
+                     "operator.pairing where the gateway\nalso wants operator.write, or operator.admin for "
+                     "system.run. Approve the node in the Control UI, Nodes.)")
         extra = [c for c in self.registry.commands if c not in default_allowed()]
         if extra:
             text += ("\nCommands outside the gateway's defaults are dropped unless allowed there:\n"

@@ -21,6 +21,12 @@ release                   command surface (``openclaw nodes approve``)
                           the node gets ``node.pair.resolved`` on approval
 ========================  =====================================================================
 
+From 2026.4.1 to before 2026.5.28 (the matrix: 3.31 and 5.28 approve, 4.29 refuses)
+``openclaw nodes approve`` asks the gateway for ``operator.pairing`` only, while the gateway also
+wants ``operator.write`` to approve a surface with commands (``operator.admin`` with
+``system.run``): the CLI answers "missing scope" (openclaw #60461 of 2026-04-03 moved the method
+to the pairing scope; #84144, fixed by #84392 of 2026-05-20). A person approves in the Control UI.
+
 The allowlist key is ``gateway.nodes.allowCommands`` up to 2026.7.35 and
 ``gateway.nodes.commands.allow`` from 2026.8.1 (each release's strict config schema rejects the
 other). A version this table cannot read ("dev", a build without a version) is taken to be the
@@ -46,6 +52,7 @@ _SURFACE_STAGE_SINCE = (2026, 3, 31)
 _SURFACE_LIVE_SINCE = (2026, 4, 1)
 _SURFACE_REPORTED_SINCE = (2026, 8, 1)
 _NEW_ALLOWLIST_SINCE = (2026, 8, 1)
+_CLI_APPROVAL_BROKEN = ((2026, 4, 1), (2026, 5, 28))
 
 
 class SurfaceStage(enum.Enum):
@@ -96,6 +103,12 @@ class GatewayProfile:
         if self._since(_SURFACE_STAGE_SINCE):
             return SurfaceStage.AT_CONNECT
         return SurfaceStage.NONE
+
+    @property
+    def cli_approves_surface(self) -> bool:
+        """``openclaw nodes approve`` can approve a node's commands on this release."""
+        first, fixed = _CLI_APPROVAL_BROKEN
+        return self.release is None or not first <= self.release < fixed
 
     def allowlist_hint(self, commands: str = '["device.info","device.status"]') -> str:
         """The command a person runs on the gateway host to allow more commands."""

@@ -148,3 +148,16 @@ async def test_a_hello_ok_without_auth_method_names_the_credential_sent(autojump
             nursery.cancel_scope.cancel()
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("connected to"))
     assert "auth ?" not in line and "auth token (sent)" in line, line
+
+
+async def test_on_a_release_whose_cli_cannot_approve_commands_the_person_is_sent_to_the_control_ui(
+        autojump_clock, tmp_path):
+    # 2026.4.29's `openclaw nodes approve` asks for operator.pairing only and the gateway answers
+    # "missing scope: operator.write" (operator.admin with system.run): seen in the matrix.
+    _surface, said = await pair_against("2026.4.29", tmp_path)
+    hint = next(t for t in said if "openclaw nodes approve" in t)
+    assert ("(openclaw 2026.4.29's CLI cannot: it answers \"missing scope\", asking for operator.pairing where the "
+            "gateway\nalso wants operator.write, or operator.admin for system.run. Approve the node in the "
+            "Control UI, Nodes.)") in hint
+    _surface, said = await pair_against("2026.5.28", tmp_path / "later")
+    assert "Control UI" not in "".join(said)

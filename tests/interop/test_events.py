@@ -58,7 +58,10 @@ async def test_each_event_the_agent_sends_is_handled(real_gateway: RealGateway, 
             transcript = await conn.node_event("voice.transcript", {"text": "hello from the interop test",
                                                                      "sessionKey": SESSION})
             assert transcript.handled is not False, transcript
-            chat = await recorder.wait_event("chat")
+            chat = None
+            with trio.move_on_after(60):
+                chat = await recorder.wait_event("chat")
+            assert chat is not None, f"no chat event for the transcript's run; the gateway's log:\n{real_gateway.log_tail(60)}"
             assert str(chat[0].body.payload.get("sessionKey", "")).endswith(SESSION)
 
             await trio.sleep(4)  # a heartbeat's worth of the agent's own sends

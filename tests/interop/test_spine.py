@@ -32,7 +32,7 @@ from tests.support.agent_process import (
 )
 from tests.support.openclaw_releases import Release
 from tests.support.operator import Operator
-from tests.support.real_gateway import RealGateway
+from tests.support.real_gateway import CliError, RealGateway
 
 
 async def cli(gateway: RealGateway, *args: str):
@@ -116,7 +116,15 @@ async def test_first_pairing_approve_invoke_with_the_openclaw_cli(real_gateway, 
         if release.has_surface_stage:
             await pairing.wait_log(r"openclaw nodes approve <requestId>", timeout=30)
             node_request = await operator.wait_event("node.pair.requested", of_device(device_id), timeout=30)
-            await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
+            if release.cli_approves_surface:
+                await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
+            else:
+                # This release's CLI cannot, as the node said; the Control UI's way is an
+                # operator.admin socket, which the operator fixture is.
+                with pytest.raises(CliError, match="missing scope: operator.admin"):
+                    await cli(real_gateway, "nodes", "approve", node_request["requestId"], "--json")
+                await pairing.wait_log(r"CLI cannot: .*\n.*Approve the node in the Control UI", timeout=5)
+                await operator.approve_node(node_request["requestId"])
         assert await pairing.wait_exit(30) == 0
         said = pairing.text()
         if surface_as_approved(release) == {Surface.APPROVED}:
@@ -196,7 +204,7 @@ async def test_revoked_token_is_reported_and_pairing_starts_again(real_gateway, 
         old = device_token(state, real_gateway.url)
         mark = len(agent.text())
         await cli(real_gateway, "devices", "remove", device_id, "--json")
-        await agent.wait_log(r"refused this device's token|waiting for approval", after=mark, timeout=60)
+        await agent.wait_log(r"refused this device's node token|waiting for approval", after=mark, timeout=60)
         if not real_gateway.release.pairs_loopback_silently:
             request = await operator.wait_event("device.pair.requested", of_device(device_id), timeout=60)
             await agent.wait_log(re.escape(f"openclaw devices approve {request['requestId']}"), after=mark,

@@ -35,3 +35,11 @@ def test_a_version_the_table_cannot_read_gets_the_newest_behaviour(version):
 def test_the_allowlist_hint_is_a_command_a_person_can_paste():
     assert profile_for("2026.7.35").allowlist_hint('["device.info"]') == \
         "openclaw config set gateway.nodes.allowCommands '[\"device.info\"]'"
+
+
+@pytest.mark.parametrize("version, approves", [
+    ("2026.3.31", True), ("2026.4.1", False), ("2026.4.29", False), ("2026.5.27", False),
+    ("2026.5.28", True), ("2026.9.6", True), ("dev", True),
+])
+def test_which_releases_cli_can_approve_a_nodes_commands(version, approves):
+    assert profile_for(version).cli_approves_surface is approves

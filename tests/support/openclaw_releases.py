@@ -54,6 +54,16 @@ SURFACE_REPORTED_SINCE = "2026.8.1"
 NODE_TOKEN_SINCE = "2026.3.31"
 #: First release that handles ``node.host.stats`` (and lists ``node.hostStats`` in hello-ok).
 HOST_STATS_SINCE = "2026.9.2"
+#: First release of the matrix that widens the ``openclaw`` CLI's own device pairing without a
+#: person. The CLI pairs its device silently on its first (loopback, shared-token) call, with
+#: the scopes that call asked for; 2026.4.29-6.35 then refuse a later call that needs more
+#: (``scope upgrade pending approval``, or close 1008 "device is asking for more scopes than
+#: currently approved"), 2026.7.35 and later let it through (seen in the matrix).
+CLI_SCOPE_UPGRADE_SILENT_SINCE = "2026.7.35"
+#: ``openclaw nodes approve`` of 2026.4.1 up to this release asks for ``operator.pairing`` only
+#: and the gateway wants ``operator.write`` (``operator.admin`` with ``system.run``) as well: the
+#: matrix's 4.29 answers "missing scope: operator.admin", 3.31 and 5.28 approve.
+CLI_APPROVES_SURFACE_AGAIN_SINCE = "2026.5.28"
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
 
@@ -129,6 +139,17 @@ class Release:
     def issues_node_tokens(self) -> bool:
         """hello-ok hands a paired node its device token (see :data:`NODE_TOKEN_SINCE`)."""
         return self.at_least(NODE_TOKEN_SINCE)
+
+    @property
+    def cli_approves_surface(self) -> bool:
+        """``openclaw nodes approve`` can approve a node's commands (:data:`CLI_APPROVES_SURFACE_AGAIN_SINCE`)."""
+        return self.at_least(CLI_APPROVES_SURFACE_AGAIN_SINCE) or not self.at_least("2026.4.1")
+
+    @property
+    def upgrades_cli_scopes_silently(self) -> bool:
+        """See :data:`CLI_SCOPE_UPGRADE_SILENT_SINCE` (3.x pairs the CLI with every scope it
+        may ask for, as the matrix's 3.22 and 3.31 runs show)."""
+        return self.at_least(CLI_SCOPE_UPGRADE_SILENT_SINCE) or not self.at_least("2026.4.1")
 
     @property
     def pairs_loopback_silently(self) -> bool:

@@ -397,6 +397,18 @@ class RealGateway:
             (self._run_dir / sub).mkdir()
         self._write_config()
         self._launch()
+        if not self.release.upgrades_cli_scopes_silently:
+            self._prime_cli_pairing()
+
+    def _prime_cli_pairing(self) -> None:
+        """Pair the ``openclaw`` CLI's own device with the CLI's whole default scope set, before
+        the tests' first CLI call pairs it with only what that call needs (see
+        :data:`~tests.support.openclaw_releases.CLI_SCOPE_UPGRADE_SILENT_SINCE`). ``gateway call``
+        of a method no scope table classifies asks for that default set; the call itself is
+        refused (unknown method), the pairing stays. A person on such a release gets the same by
+        approving the CLI's scope upgrade (``openclaw devices approve``) from a fully scoped
+        operator, which is what this stands for."""
+        self.cli("gateway", "call", "node-agent.prime-cli-pairing", "--json", check=False)
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop (or SIGKILL) and start again with the same state dir, port and token."""
