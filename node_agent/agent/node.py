@@ -4,7 +4,8 @@
 commands (the :class:`~.commands.CommandRegistry` is also its declared surface), plus what only
 the node does:
 
-* presence: ``node.presence.alive`` at connect and every ``heartbeat_interval`` (background),
+* presence: ``node.presence.alive`` at connect and every ``heartbeat_interval`` (background;
+  every ``SURFACE_PENDING_POLL_S`` for a while when the gateway says the commands are pending),
   and ``node.host.stats`` where the gateway takes it;
 * the command surface (OpenClaw's second pairing stage), as far as the gateway's release lets a
   node know it (:mod:`node_agent.protocol.releases`): a refusal as
@@ -65,6 +66,13 @@ HOST_STATS_BROADCAST = "node.hostStats"
 #: How long after a PAIRING_CHANGED refusal of presence a node whose commands were approved
 #: before asks once more, before it says they are pending (see :meth:`Agent._send_presence`).
 SURFACE_RECHECK_S = 1.0
+#: While the gateway refuses presence as "commands pending", presence is sent this often (for
+#: SURFACE_PENDING_POLL_FOR_S from the first refusal, then at the heartbeat again): releases
+#: 2026.8.1-8.2 tell only operator.pairing sockets about the approval (the node.pair.resolved
+#: broadcast is scope-guarded; 9.6 also sends it to the node's own session), so the node learns
+#: of it when presence is accepted, and a person who just approved should not wait a heartbeat.
+SURFACE_PENDING_POLL_S = 5.0
+SURFACE_PENDING_POLL_FOR_S = 600.0
 
 
 class AgentExtension(Protocol):
@@ -114,6 +122,8 @@ class Agent:
         #: The connection whose next heartbeat reconnects to pick up the surface (once per process).
         self._pickup: Connection | None = None
         self._pickup_done = False
+        #: trio time of the first "commands pending" refusal since they were last accepted.
+        self._pending_since: float | None = None
         self._started_at = time.time()
         self.paired = False
         self._notices = notices
@@ -261,12 +271,18 @@ class Agent:
         while True:
             await self._send_presence(conn, trigger)
             trigger = "background"
-            await trio.sleep(self.config.heartbeat_interval)
+            await trio.sleep(self._next_presence_in())
             if self._pickup is conn:  # 2026.3.31 applies approved commands at connect only
                 log.info("reconnecting once to pick up this node's approved commands (openclaw %s applies "
                          "them at connect)", self._profile.version)
                 conn.close_soon(1000, "picking up approved commands")
                 return
+
+    def _next_presence_in(self) -> float:
+        since = self._pending_since
+        if since is not None and trio.current_time() - since < SURFACE_PENDING_POLL_FOR_S:
+            return min(SURFACE_PENDING_POLL_S, self.config.heartbeat_interval)
+        return self.config.heartbeat_interval
 
     async def _send_presence(self, conn: Connection, trigger: str, *, recheck: bool = True) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
@@ -291,6 +307,7 @@ class Agent:
             return
         except ConnectionLost:
             return
+        self._pending_since = None
         stage = self._profile.surface_stage
         if stage in (SurfaceStage.REPORTED, SurfaceStage.NONE):
             if self.status.current.surface is not Surface.APPROVED:
@@ -322,6 +339,8 @@ class Agent:
 
     def _surface_pending(self) -> None:
         self.status.update(surface=Surface.PENDING)
+        if self._pending_since is None:
+            self._pending_since = trio.current_time()
         if self._surface_hint_shown:
             return
         self._surface_hint_shown = True

@@ -17,8 +17,10 @@ release                   command surface (``openclaw nodes approve``)
 2026.4.1 - 2026.7.35      a request is made at connect; an approval reaches the live session,
                           but the node is never told either way (no PAIRING_CHANGED, no
                           ``node.pair.resolved`` for role node)
->= 2026.8.1               node methods answer PAIRING_CHANGED while the surface is pending, and
-                          the node gets ``node.pair.resolved`` on approval
+>= 2026.8.1               node methods answer PAIRING_CHANGED while the surface is pending; on
+                          approval 2026.9.6 sends ``node.pair.resolved`` to the node's session,
+                          8.1-8.2 only broadcast it to operator.pairing sockets (the node sees
+                          its presence accepted again)
 ========================  =====================================================================
 
 From 2026.4.1 to before 2026.5.28 (the matrix: 3.31 and 5.28 approve, 4.29 refuses)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import trio
 
-from node_agent.agent.node import EXIT_FATAL, EXIT_OK
+from node_agent.agent.node import EXIT_FATAL, EXIT_OK, SURFACE_PENDING_POLL_S
 from node_agent.agent.status import Surface
 from node_agent.protocol.releases import parse_release
 from node_agent.secret import Secret
@@ -161,3 +162,22 @@ async def test_on_a_release_whose_cli_cannot_approve_commands_the_person_is_sent
             "Control UI, Nodes.)") in hint
     _surface, said = await pair_against("2026.5.28", tmp_path / "later")
     assert "Control UI" not in "".join(said)
+
+
+async def test_while_its_commands_are_pending_the_node_asks_every_few_seconds(autojump_clock, tmp_path):
+    # 2026.8.2 refuses presence (PAIRING_CHANGED) until a person approves, and then tells only
+    # operator.pairing sockets: the node learns of the approval when presence is taken again, so
+    # `pair` must not wait a whole heartbeat for it.
+    gw = release("2026.8.2")
+    gw.node_event_errors["node.presence.alive"] = {
+        "code": "UNAVAILABLE", "message": "node pairing changed before request dispatch",
+        "details": {"code": "PAIRING_CHANGED"}}
+    messages = Messages()
+    agent = make_agent(gw, tmp_path, exit_when_paired=True, notices=messages)
+    assert await agent.run() == EXIT_OK
+    conn = gw.connections[0]
+    presences = [t for r, t in zip(conn.requests, conn.request_times) if r.get("method") == "node.event"]
+    assert len(presences) == 2 and presences[1] - presences[0] == pytest.approx(SURFACE_PENDING_POLL_S)
+    assert agent.status.current.surface is Surface.APPROVED
+    assert any("not approved this node's commands yet" in t for t in messages.texts)
+    assert any("fully paired" in t for t in messages.texts)

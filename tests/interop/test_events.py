@@ -6,6 +6,9 @@ the test asserts ``handled: true``; where the gateway's handler reports nothing 
 (voice.transcript, chat.subscribe: answered a bare ``{ok: true}``, facts in
 notes/issue-10-facts.md), it asserts what the event does at the gateway: a transcript starts an
 agent run in its session, and a subscription brings that run's ``chat`` events to the node.
+(The harness configures no model, so the run fails at once. 2026.4.29-8.2 send no ``chat`` event
+for such a run: there the gateway's own log line is the proof of the run, and the subscription
+goes unproven.)
 Events no release handles are not sent (host stats to releases before 2026.9.2), and the
 agent's own status must show no refused event at the end.
 """
@@ -58,11 +61,19 @@ async def test_each_event_the_agent_sends_is_handled(real_gateway: RealGateway, 
             transcript = await conn.node_event("voice.transcript", {"text": "hello from the interop test",
                                                                      "sessionKey": SESSION})
             assert transcript.handled is not False, transcript
-            chat = None
-            with trio.move_on_after(60):
-                chat = await recorder.wait_event("chat")
-            assert chat is not None, f"no chat event for the transcript's run; the gateway's log:\n{real_gateway.log_tail(60)}"
-            assert str(chat[0].body.payload.get("sessionKey", "")).endswith(SESSION)
+            if release.reports_a_failed_run_in_chat:
+                chat = None
+                with trio.move_on_after(60):
+                    chat = await recorder.wait_event("chat")
+                assert chat is not None, f"no chat event for the transcript's run; the gateway's log:\n{real_gateway.log_tail(60)}"
+                assert str(chat[0].body.payload.get("sessionKey", "")).endswith(SESSION)
+            else:
+                started = f"agent failed node={running.device_id}"
+                with trio.fail_after(60):
+                    while started not in real_gateway.log_text():
+                        await trio.sleep(0.2)
+                print(f"\nopenclaw {release}: the transcript started a run (gateway log); no chat event for a run "
+                      "that fails before it starts, so the subscription is unproven on this release")
 
             await trio.sleep(4)  # a heartbeat's worth of the agent's own sends
             assert agent.status.current.refused_events == (), agent.status.current.refused_events

@@ -64,6 +64,10 @@ CLI_SCOPE_UPGRADE_SILENT_SINCE = "2026.7.35"
 #: and the gateway wants ``operator.write`` (``operator.admin`` with ``system.run``) as well: the
 #: matrix's 4.29 answers "missing scope: operator.admin", 3.31 and 5.28 approve.
 CLI_APPROVES_SURFACE_AGAIN_SINCE = "2026.5.28"
+#: A run that fails before it starts (the harness configures no model) still sends its session's
+#: ``chat`` events on 3.x and 9.6; 2026.4.29-8.2 of the matrix only log "agent failed node=<id>:
+#: Agent harness runtime ... is unavailable" and send nothing (seen in the matrix).
+FAILED_RUN_IN_CHAT_AGAIN_SINCE = "2026.9.6"
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
 
@@ -144,6 +148,11 @@ class Release:
     def cli_approves_surface(self) -> bool:
         """``openclaw nodes approve`` can approve a node's commands (:data:`CLI_APPROVES_SURFACE_AGAIN_SINCE`)."""
         return self.at_least(CLI_APPROVES_SURFACE_AGAIN_SINCE) or not self.at_least("2026.4.1")
+
+    @property
+    def reports_a_failed_run_in_chat(self) -> bool:
+        """See :data:`FAILED_RUN_IN_CHAT_AGAIN_SINCE`."""
+        return self.at_least(FAILED_RUN_IN_CHAT_AGAIN_SINCE) or not self.at_least("2026.4.1")
 
     @property
     def upgrades_cli_scopes_silently(self) -> bool:
