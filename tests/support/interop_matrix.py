@@ -11,9 +11,10 @@
 
 Then it prints one table (scenarios x releases, with install and run seconds) and writes it,
 with the raw figures, to ``DIR/matrix.md`` and ``DIR/matrix.json``. Exit status 0 only if every
-scenario passed on every release. One release at a time: two real gateways would fight over the
-machine (and the tests' timing bounds); with ``NODE_AGENT_GATEWAY_LOCK=FILE`` each release's
-test run also holds ``flock FILE``, so that other users of the machine's one-gateway-at-a-time
+scenario passed or was skipped (by the test, with its reason) on every release. One release at
+a time: two real gateways would fight over the machine (and the tests' timing bounds); with
+``NODE_AGENT_GATEWAY_LOCK=FILE`` each release's test run also holds ``flock FILE``, so that
+other users of the machine's one-gateway-at-a-time
 lock interleave between releases instead of waiting for the whole matrix.
 """
 
@@ -112,9 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         figures[str(release)].update({"tests s": tests_s, "pytest exit": status})
         for scenario, outcome in outcomes.items():
             rows.setdefault(scenario, {})[str(release)] = outcome
-        passed = status == 0 and bool(outcomes) and all(o == "passed" for o in outcomes.values())
+        # A skip is a test saying, with its reason, that the release has nothing to test there
+        # (2026.3.22 issues no node token to keep or revoke): shown, not a failure.
+        skipped = sum(o == "skipped" for o in outcomes.values())
+        passed = status == 0 and "passed" in outcomes.values() \
+            and all(o in ("passed", "skipped") for o in outcomes.values())
         all_passed &= passed
-        print(f"[matrix] openclaw {release}: {'all passed' if passed else 'NOT all passed'} "
+        print(f"[matrix] openclaw {release}: {'all passed' if passed else 'NOT all passed'}"
+              f"{f' ({skipped} skipped, reasons in the pytest log)' if skipped and passed else ''} "
               f"(install {install_s:.0f} s, tests {tests_s:.0f} s)", flush=True)
     table = render(rows, releases, figures)
     (results / "matrix.md").write_text(table)
