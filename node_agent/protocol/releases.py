@@ -4,7 +4,7 @@ A node must act on a few differences between gateway releases that never show on
 name of the command-allowlist key a person must set, and whether (and how) the gateway tells a
 node about the second pairing stage, its command surface. ``hello-ok.server.version`` is the
 gateway's own answer to "which release are you?", so this table is keyed by it. Every row was
-read from that release's ``dist/`` and watched live against it (notes/issue-10-facts.md; the
+read from that release's ``dist/`` and watched live against it (docs/openclaw-releases.md; the
 interop matrix ``scripts/interop-matrix`` re-runs it):
 
 ========================  =====================================================================

@@ -1,7 +1,7 @@
 """The node against older OpenClaw releases, each scripted from what it was seen to do.
 
 The in-memory gateway says the release's version in hello-ok and answers as that release does
-(notes/issue-10-facts.md; the same flows run against the real releases in
+(docs/openclaw-releases.md; the same flows run against the real releases in
 tests/interop/test_release_behaviour.py and the interop matrix):
 
 * up to 2026.7.35 a loopback device is paired silently (``auto_approve``: hello-ok with a new

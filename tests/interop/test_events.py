@@ -4,7 +4,7 @@ OpenClaw answers ``node.event`` ``{ok: true}`` even for an event it drops, so "o
 nothing: where a release reports ``handled`` (presence from 2026.4.29, host stats from 2026.9.2),
 the test asserts ``handled: true``; where the gateway's handler reports nothing on any release
 (voice.transcript, chat.subscribe: answered a bare ``{ok: true}``, facts in
-notes/issue-10-facts.md), it asserts what the event does at the gateway: a transcript starts an
+docs/openclaw-releases.md), it asserts what the event does at the gateway: a transcript starts an
 agent run in its session, and a subscription brings that run's ``chat`` events to the node.
 (The harness configures no model, so the run fails at once. 2026.4.29-8.2 send no ``chat`` event
 for such a run: there the gateway's own log line is the proof of the run, and the subscription

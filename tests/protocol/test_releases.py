@@ -1,5 +1,5 @@
 """The release table (node_agent/protocol/releases.py): every boundary, read from each release's
-dist (notes/issue-10-facts.md), on both sides."""
+dist (docs/openclaw-releases.md), on both sides."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Job: one place for the release list (the pinned one, the oldest supported, the i
 where each release is installed, and the few facts about a release the harness must act on:
 which config keys its strict config schema accepts, and how it pairs a loopback node. Each fact
 was read from that release's own ``dist/`` and checked with its own ``openclaw config
-validate`` (see /work/notes/issue-10-facts.md); :mod:`tests.interop.test_harness` re-checks the
+validate`` (see docs/openclaw-releases.md); :mod:`tests.interop.test_harness` re-checks the
 config half against every installed release it runs on.
 
 Invariants:
