@@ -296,9 +296,11 @@ async def invoke_once_ready(op, agent, device_id: str, command: str, params: Any
     * until its pairing worker is up: UNAVAILABLE "Device pairing authority requires a current
       worker publication";
     * when the worker then publishes, the node's first connection can go stale under an invoke
-      already dispatched to it: the gateway refuses the node's answer (PAIRING_CHANGED) and the
-      operator gets TIMEOUT. The node must then have reconnected at once (it did, if its link
-      counts a new connection), and the next invoke must be answered.
+      already dispatched to it: the gateway refuses the node's answer (PAIRING_CHANGED), the node
+      reconnects at once, and the operator gets DISCONNECTED (a node that stayed on the stale
+      connection would leave it waiting for TIMEOUT: that is a failure). The loss is the
+      gateway's start only if the node does reconnect within a few seconds; the next invoke
+      must then be answered.
 
     Anything else is the node's failure."""
     with trio.fail_after(timeout):
@@ -307,12 +309,18 @@ async def invoke_once_ready(op, agent, device_id: str, command: str, params: Any
             try:
                 return await op.invoke(device_id, command, params, timeout_ms=10_000)
             except OperatorError as exc:
-                stale = "TIMEOUT" in str(exc) and agent.connections > before
-                if "requires a current worker publication" not in str(exc) and not stale:
+                text = str(exc)
+                if "requires a current worker publication" in text:
+                    await trio.sleep(0.2)
+                    continue
+                if "DISCONNECTED" not in text:
                     raise
-                if stale:
-                    print("\nfirst invoke after the restart lost on a stale connection; the node reconnected")
-            await trio.sleep(0.2)
+                with trio.move_on_after(5):
+                    while agent.connections == before:
+                        await trio.sleep(0.05)
+                if agent.connections == before:
+                    raise
+                print("\nfirst invoke after the restart lost on a stale connection; the node reconnected")
 
 
 class GatedStore:
