@@ -462,14 +462,14 @@ class Connection:
             log.info("could not answer invoke %s: %s", request.command, exc.message)
             ok = False
         for event, event_payload, on_reply in self._after_result.pop(request.id, ()):
-            try:
-                if not ok:
-                    raise ConnectionLost(f"{event}: not sent, invoke {request.command} did not answer ok")
-                await self.post_node_event(event, event_payload, on_reply=on_reply)
-            except NodeAgentError as exc:
-                log.info("could not send %s: %s", event, exc.message)
-                if on_reply is not None:
-                    on_reply(None)
+            if ok:
+                try:
+                    await self.post_node_event(event, event_payload, on_reply=on_reply)
+                    continue
+                except NodeAgentError as exc:
+                    log.info("could not send %s: %s", event, exc.message)
+            if on_reply is not None:
+                on_reply(None)
 
 
 async def serve_once(open_transport: Callable[[], Any],
