@@ -195,12 +195,7 @@ class Connection:
         (:meth:`after_result`)."""
         self._check_open("node.event")
         rid, actions = self.session.node_event(event, payload)
-        done, slot = self._expect(rid)
-        try:
-            await self._perform(actions)
-        except BaseException:
-            self._waiters.pop(rid, None)
-            raise
+        done, slot = await self._send_request(rid, actions)
         self.nursery.start_soon(self._posted_reply, event, rid, done, slot, timeout, on_reply)
 
     def after_result(self, invoke_id: str, event: str, payload: Any, *,
@@ -388,18 +383,19 @@ class Connection:
             log.exception("handler for %s failed", event.name)
 
     async def _await_response(self, method: str, rid: str, actions: list[Action], timeout: float) -> Any:
-        done, slot = self._expect(rid)
+        done, slot = await self._send_request(rid, actions)
+        return await self._response(method, rid, done, slot, timeout)
+
+    async def _send_request(self, rid: str, actions: list[Action]) -> tuple[trio.Event, list[ResponseReceived]]:
+        """Write request ``rid``; returns where its answer will land. The waiter is registered
+        before the write: the answer may arrive before ``_perform`` returns."""
+        done, slot = trio.Event(), []
+        self._waiters[rid] = (done, slot)
         try:
             await self._perform(actions)
         except BaseException:
             self._waiters.pop(rid, None)
             raise
-        return await self._response(method, rid, done, slot, timeout)
-
-    def _expect(self, rid: str) -> tuple[trio.Event, list[ResponseReceived]]:
-        # Registered before the request is written: the answer may arrive before _perform returns.
-        done, slot = trio.Event(), []
-        self._waiters[rid] = (done, slot)
         return done, slot
 
     async def _response(self, method: str, rid: str, done: trio.Event, slot: list[ResponseReceived],
