@@ -52,7 +52,7 @@ from ..secret import Secret
 from ..secrets.base import SecretStore
 from .backoff import ReconnectPolicy
 from .commands import CommandContext, CommandRegistry, builtin_registry, host_stats, host_stats_event
-from .connection import Connection
+from .connection import Connection, retry_while_settling
 from .link import EXIT_FATAL, EXIT_OK, STOP_GRACE_S, Link, LinkRole, Notice, NoticeKind, NoticeSink, transport_opener
 from .status import LinkState, StatusBoard, Surface
 
@@ -284,22 +284,20 @@ class Agent:
             return min(SURFACE_PENDING_POLL_S, self.config.heartbeat_interval)
         return self.config.heartbeat_interval
 
-    async def _send_presence(self, conn: Connection, trigger: str, *, recheck: bool = True) -> None:
+    async def _send_presence(self, conn: Connection, trigger: str) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,
                                    "version": __version__, "platform": self.record.platform,
                                    "deviceFamily": self.record.device_family}
+        # Approved before, refused now: after a gateway restart this connection's pairing can go
+        # stale as the gateway's pairing worker comes up. The gateway then routes nothing to it
+        # and closes it only on our next request, so make that request a moment later (a stale
+        # connection ends and the link reconnects) rather than a heartbeat later, and say
+        # "pending" only if the gateway says so again.
+        attempts = 2 if self.status.current.surface is Surface.APPROVED else 1
         try:
-            await conn.node_event("node.presence.alive", payload)
+            await retry_while_settling(lambda: conn.node_event("node.presence.alive", payload),
+                                       attempts=attempts, delay=SURFACE_RECHECK_S)
         except SurfacePending:
-            if recheck and self.status.current.surface is Surface.APPROVED:
-                # Approved before, refused now: after a gateway restart this connection's pairing
-                # can go stale as the gateway's pairing worker comes up. The gateway then routes
-                # nothing to it and closes it only on our next request, so make that request now
-                # (a stale connection ends and the link reconnects) rather than a heartbeat later,
-                # and say "pending" only if the gateway says so again.
-                await trio.sleep(SURFACE_RECHECK_S)
-                await self._send_presence(conn, trigger, recheck=False)
-                return
             self._surface_pending()
             return
         except GatewayRejected as exc:

@@ -97,17 +97,17 @@ class ExecExtension:
             registry.register(name, handler, cap="system")
 
     async def _emit(self, ctx: CommandContext, event: str, payload: dict[str, Any]) -> None:
+        if event == "exec.finished" and ctx.after_result is not None:
+            # Sent right after the run's result instead of before it: the gateway keeps a run's
+            # event authorization until its terminal event when the result is ok (system.run's
+            # always is), so it still takes the event, and the run does not wait for a gateway
+            # round trip. exec.denied goes first and is awaited: a failed result drops the
+            # authorization at once.
+            ctx.after_result(event, payload, on_reply=lambda reply: self._keep(event, reply))
+            return
+        if ctx.node_event is None:
+            return
         try:
-            if event == "exec.finished" and ctx.after_result is not None:
-                # Sent right after the run's result instead of before it: the gateway keeps a
-                # run's event authorization until its terminal event when the result is ok
-                # (system.run's always is), so it still takes the event, and the run does not
-                # wait for a gateway round trip. exec.denied goes first and is awaited: a failed
-                # result drops the authorization at once.
-                ctx.after_result(event, payload, on_reply=lambda reply: self._keep(event, reply))
-                return
-            if ctx.node_event is None:
-                return
             reply = await ctx.node_event(event, payload)
         except NodeAgentError as exc:  # an event is a report: failing to send it must not fail the run
             log.info("could not send %s: %s", event, exc.message)
