@@ -4,9 +4,10 @@
 commands (the :class:`~.commands.CommandRegistry` is also its declared surface), plus what only
 the node does:
 
-* presence: ``node.presence.alive`` at connect and every ``heartbeat_interval`` (background;
-  every ``SURFACE_PENDING_POLL_S`` for a while when the gateway says the commands are pending),
-  and ``node.host.stats`` where the gateway takes it;
+* presence: ``node.presence.alive`` at connect and then at least ``heartbeat_interval`` apart,
+  on the first gateway ``tick`` after that (every ``SURFACE_PENDING_POLL_S`` on a timer for a
+  while when the gateway says the commands are pending), each followed by ``node.host.stats``
+  where the gateway takes it;
 * the command surface (OpenClaw's second pairing stage), as far as the gateway's release lets a
   node know it (:mod:`node_agent.protocol.releases`): a refusal as
   :class:`~node_agent.errors.SurfacePending` means it awaits a person's approval (2026.8.1+);
@@ -44,6 +45,7 @@ from ..protocol import (
     OpenClawDialect,
     PairingPending,
     Shutdown,
+    Tick,
     UnknownEvent,
     VoiceWakeChanged,
 )
@@ -73,6 +75,10 @@ SURFACE_RECHECK_S = 1.0
 #: of it when presence is accepted, and a person who just approved should not wait a heartbeat.
 SURFACE_PENDING_POLL_S = 5.0
 SURFACE_PENDING_POLL_FOR_S = 600.0
+#: A heartbeat that is due waits for the gateway's next ``tick`` (the process wakes for it anyway,
+#: so an idle node has no wake-up of its own), but no longer than a tick interval and this much:
+#: a gateway whose ticks went missing still gets its heartbeat.
+TICK_GRACE_S = 1.0
 
 
 class AgentExtension(Protocol):
@@ -124,6 +130,8 @@ class Agent:
         self._pickup_done = False
         #: trio time of the first "commands pending" refusal since they were last accepted.
         self._pending_since: float | None = None
+        #: Set (and replaced) at every gateway tick: what a due heartbeat waits for.
+        self._ticked = trio.Event()
         self._started_at = time.time()
         self.paired = False
         self._notices = notices
@@ -208,6 +216,9 @@ class Agent:
             self.status.update(state=LinkState.GATEWAY_RESTARTING)
         elif isinstance(body, VoiceWakeChanged):
             self.status.update(voice_wake_triggers=tuple(body.triggers))
+        elif isinstance(body, Tick):
+            self._ticked.set()
+            self._ticked = trio.Event()
         elif isinstance(body, UnknownEvent):
             log.debug("unknown event %s ignored", event.name)
         for ext in self.extensions:
@@ -271,18 +282,31 @@ class Agent:
         while True:
             await self._send_presence(conn, trigger)
             trigger = "background"
-            await trio.sleep(self._next_presence_in())
+            await self._next_heartbeat(conn)
             if self._pickup is conn:  # 2026.3.31 applies approved commands at connect only
                 log.info("reconnecting once to pick up this node's approved commands (openclaw %s applies "
                          "them at connect)", self._profile.version)
                 conn.close_soon(1000, "picking up approved commands")
                 return
 
-    def _next_presence_in(self) -> float:
+    async def _next_heartbeat(self, conn: Connection) -> None:
+        """Until the next presence is due: ``heartbeat_interval`` from now, then the gateway's next
+        tick. Measured from the answer to the last one, so the gateway, which persists presence at
+        most once a minute (``NODE_PRESENCE_PERSIST_MIN_INTERVAL_MS``), never throttles ours; with
+        its 30 s ticks and the 60 s default, presence and host stats go out every third tick."""
+        now = trio.current_time()
         since = self._pending_since
-        if since is not None and trio.current_time() - since < SURFACE_PENDING_POLL_FOR_S:
-            return min(SURFACE_PENDING_POLL_S, self.config.heartbeat_interval)
-        return self.config.heartbeat_interval
+        if since is not None and now - since < SURFACE_PENDING_POLL_FOR_S:
+            await trio.sleep(min(SURFACE_PENDING_POLL_S, self.config.heartbeat_interval))
+            return
+        due = now + self.config.heartbeat_interval
+        hello = conn.session.hello
+        tick_s = hello.policy.tick_interval_ms / 1000 if hello is not None else 0.0
+        with trio.move_on_at(due + tick_s + TICK_GRACE_S):
+            while True:
+                await self._ticked.wait()
+                if trio.current_time() >= due:
+                    return
 
     async def _send_presence(self, conn: Connection, trigger: str) -> None:
         payload: dict[str, Any] = {"trigger": trigger, "displayName": self.config.display_name,

@@ -92,6 +92,39 @@ async def test_ticks_keep_the_connection_alive(autojump_clock, tmp_path):
         assert len(gw.connections) == 1 and not conn.ended.is_set()
 
 
+def _node_events(conn) -> list[tuple[float, str]]:
+    return [(round(t - conn.request_times[0], 3), r["params"]["event"])
+            for r, t in zip(conn.requests, conn.request_times) if r.get("method") == "node.event"]
+
+
+async def test_presence_and_host_stats_ride_the_gateway_tick_at_least_a_heartbeat_apart(autojump_clock, tmp_path):
+    # The gateway persists presence at most once a minute, measured from its answer; its ticks
+    # come every 30 s and wake the node anyway. So a heartbeat goes out on the first tick at
+    # least heartbeat_interval after the last answer: every third tick, never on a timer of its own.
+    gw = FakeGateway()
+    gw.ticks, gw.reply_delay_s = True, 0.01
+    gw.hello_events = ["tick", "node.hostStats"]
+    async with connected(gw, tmp_path, heartbeat=60.0) as (agent, conn):
+        await trio.sleep(200)
+        ready = conn.tick_times[0] - 30
+        assert conn.request_times[0] == ready  # presence at connect
+        assert [t - ready for t in conn.tick_times[:6]] == [30, 60, 90, 120, 150, 180]
+        assert _node_events(conn) == [(0, "node.presence.alive"), (0.01, "node.host.stats"),
+                                      (90, "node.presence.alive"), (90.01, "node.host.stats"),
+                                      (180, "node.presence.alive"), (180.01, "node.host.stats")]
+        assert [p["trigger"] for p in results(conn, "node.event") if "trigger" in p] == \
+            ["connect", "background", "background"]
+
+
+async def test_a_heartbeat_whose_tick_never_comes_goes_out_a_tick_interval_late(autojump_clock, tmp_path):
+    gw = FakeGateway()  # its ticks are lost (the gateway drops them for a slow socket); other frames flow
+    async with connected(gw, tmp_path, heartbeat=60.0) as (agent, conn):
+        for _ in range(10):
+            await trio.sleep(20)
+            await conn.send_event("health", {"ok": True})
+        assert [t for t, _ in _node_events(conn)] == [0, 91, 182]  # 60 s + the 30 s tick + 1 s grace
+
+
 async def test_shutdown_event_reconnects_after_the_announced_delay(autojump_clock, tmp_path):
     gw = FakeGateway()
     async with connected(gw, tmp_path) as (agent, conn):

@@ -32,7 +32,8 @@ PRESENCE_HANDLED = {"ok": True, "event": "node.presence.alive", "handled": True,
 
 
 def release(version: str, *, silent_pairing: bool = True) -> FakeGateway:
-    gw = FakeGateway(tick_interval_ms=3_600_000)  # no ticks in these tests: the watchdog stays out
+    gw = FakeGateway()
+    gw.ticks = True  # every 30 s, as every release does: the node's heartbeat rides them
     gw.server_version = version
     gw.auto_approve = silent_pairing
     if parse_release(version) >= (2026, 4, 29):

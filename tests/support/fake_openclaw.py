@@ -47,6 +47,8 @@ class GatewayConn:
         self.requests: list[dict[str, Any]] = []
         #: When each of ``requests`` arrived (trio time).
         self.request_times: list[float] = []
+        #: When each ``tick`` went out (with ``FakeGateway.ticks``).
+        self.tick_times: list[float] = []
         self.request_event = trio.Event()
         self.closed_code: int | None = None
         self.ready = trio.Event()
@@ -86,6 +88,10 @@ class FakeGateway:
         self.refuse_next: list[tuple[dict[str, Any], int]] = []
         #: When set, accept the TCP/WS connection but never send the challenge.
         self.silent = False
+        #: Send ``tick`` every ``tick_interval_ms`` from hello-ok on, as the real gateway does.
+        self.ticks = False
+        #: How long a request waits for its answer (the real gateway persists presence first: ~10 ms).
+        self.reply_delay_s = 0.0
         self.unreachable = False
         self.accept_v3 = True
         #: Events pushed after a connect is accepted but before hello-ok is written: the real
@@ -156,6 +162,8 @@ class FakeGateway:
             conn = GatewayConn(ws, self)
             self.connections.append(conn)
             self.new_connection.set()
+            if self.ticks:
+                nursery.start_soon(self._ticker, conn)
             try:
                 await self._session(conn)
             except trio_websocket.ConnectionClosed as exc:
@@ -165,6 +173,13 @@ class FakeGateway:
                     conn.closed_code = ws.closed.code  # the close frame arrived; we were cancelled first
                 conn.ended.set()
                 nursery.cancel_scope.cancel()
+
+    async def _ticker(self, conn: GatewayConn) -> None:
+        await conn.ready.wait()
+        while True:
+            await trio.sleep(self.tick_interval_ms / 1000)
+            await conn.send_event("tick", {"ts": int(trio.current_time() * 1000)})
+            conn.tick_times.append(trio.current_time())
 
     async def _session(self, conn: GatewayConn) -> None:
         if self.silent:
@@ -209,6 +224,8 @@ class FakeGateway:
             conn.request_times.append(trio.current_time())
             conn.request_event.set()
             if req.get("type") == "req":
+                if self.reply_delay_s:
+                    await trio.sleep(self.reply_delay_s)
                 reply = self.replies.get(req.get("method"))
                 payload = reply(req.get("params")) if reply is not None else {"ok": True}
                 if req.get("method") in self.request_errors:
