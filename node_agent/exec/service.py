@@ -178,7 +178,9 @@ class ExecService:
     # -- shared --------------------------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
-        return await trio.to_thread.run_sync(self.store.read)
+        # Every run reads the document; it rarely changes, and a worker thread's round trip
+        # costs more than checking, with one lstat here, that the last read still holds.
+        return self.store.cached() or await trio.to_thread.run_sync(self.store.read)
 
     def _resolve(self, snap: Snapshot, agent_id: str | None) -> Resolved:
         if not snap.usable:

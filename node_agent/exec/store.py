@@ -15,6 +15,10 @@ Invariants:
 - **Missing is not broken.** No file means the unconfigured policy (ask for everything);
   :meth:`ensure` writes it out so ``openclaw approvals get --node`` shows what is in force.
 - **Written atomically, 0600**: temp file, fsync, rename, fsync of the directory.
+- **A read is reused only while the file provably did not change** (:meth:`cached`): same inode,
+  size, mtime and ctime (every write, chmod, chown and rename moves ctime), and it was read at
+  least ``_SETTLED_NS`` after its last change: file times are coarse (a few ms), so a change in
+  the same tick as the read would leave them equal ("racily clean", as git calls it).
 - **The hash is the gateway's** (``jsjson.approvals_hash``) over the normalized document, so
   ``get``'s hash is what ``set``'s ``baseHash`` must carry; a mismatch changes nothing.
 """
@@ -27,6 +31,7 @@ import json
 import os
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +45,7 @@ from .document import DocumentError, empty_document, fail_closed_document, parse
 from .jsjson import approvals_hash, missing_hash, serialize
 
 FILE_NAME = "exec-approvals.json"
+_SETTLED_NS = 1_000_000_000
 
 
 class ApprovalsConflict(LocalError):
@@ -84,6 +90,8 @@ class ApprovalsStore:
         self._new_id = new_id
         self._uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
         self._lock = threading.Lock()
+        #: (what the file was, by stat; the snapshot read from it), for :meth:`cached`.
+        self._last: tuple[tuple[int, ...], Snapshot] | None = None
 
     def __repr__(self) -> str:
         return f"<ApprovalsStore {self.path}>"
@@ -94,15 +102,34 @@ class ApprovalsStore:
         with self._lock:
             return self._read()
 
+    def cached(self) -> Snapshot | None:
+        """The last :meth:`read`'s snapshot if the file is still the one it came from (one
+        ``lstat``, cheap enough for the event loop), else None: then :meth:`read` again."""
+        last = self._last
+        if last is None:
+            return None
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return None
+        return last[1] if _file_identity(info) == last[0] else None
+
     def _read(self) -> Snapshot:
+        self._last = None
+        snap, info = self._read_once()
+        if info is not None and time.time_ns() - info.st_ctime_ns >= _SETTLED_NS:
+            self._last = (_file_identity(info), snap)
+        return snap
+
+    def _read_once(self) -> tuple[Snapshot, os.stat_result | None]:
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            return Snapshot(self.path, exists=False, file=empty_document(), hash=missing_hash())
+            return Snapshot(self.path, exists=False, file=empty_document(), hash=missing_hash()), None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                return self._unusable(b"", "it is a symbolic link")
-            return self._unusable(b"", f"it cannot be opened ({exc.strerror})")
+                return self._unusable(b"", "it is a symbolic link"), None
+            return self._unusable(b"", f"it cannot be opened ({exc.strerror})"), None
         try:
             info = os.fstat(fd)  # of the file we opened, not of whatever the name points at now
             raw = _read_all(fd) if stat.S_ISREG(info.st_mode) else b""
@@ -110,16 +137,16 @@ class ApprovalsStore:
             os.close(fd)
         problem = self._insecure(info)
         if problem:
-            return self._unusable(raw, problem)
+            return self._unusable(raw, problem), info
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            return self._unusable(raw, "it is not valid JSON")
+            return self._unusable(raw, "it is not valid JSON"), info
         try:
             doc = parse_document(data, new_id=self._new_id)
         except DocumentError as exc:
-            return self._unusable(raw, f"it is not a valid approvals document ({exc})")
-        return Snapshot(self.path, exists=True, file=doc, hash=approvals_hash(doc))
+            return self._unusable(raw, f"it is not a valid approvals document ({exc})"), info
+        return Snapshot(self.path, exists=True, file=doc, hash=approvals_hash(doc)), info
 
     def _insecure(self, info: os.stat_result) -> str | None:
         if not stat.S_ISREG(info.st_mode):
@@ -198,3 +225,7 @@ def _read_all(fd: int, limit: int = 4 * 1024 * 1024) -> bytes:
         if size > limit:  # a document this large is not one a person wrote; treat as invalid
             return b"\0"
         chunks.append(chunk)
+
+
+def _file_identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns, info.st_ctime_ns)

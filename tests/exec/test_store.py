@@ -87,6 +87,49 @@ def test_an_invalid_document_fails_closed_and_says_where(store: ApprovalsStore, 
     assert snap.file["defaults"]["security"] == "deny"
 
 
+@pytest.fixture
+def settled(monkeypatch):
+    """Every file looks as if it last changed long before it is read."""
+    import node_agent.exec.store as module
+
+    real = module.time.time_ns
+    monkeypatch.setattr(module.time, "time_ns", lambda: real() + 3_600_000_000_000)
+
+
+def test_a_read_is_reused_only_while_the_file_is_provably_the_same(store: ApprovalsStore, settled) -> None:
+    snap = store.ensure()
+    assert store.cached() is None  # ensure wrote it: nothing was read from this file yet
+    snap = store.read()
+    assert store.cached() is snap
+    store.path.write_text(store.path.read_text().replace('"deny"', '"full"'))  # in place, same size
+    assert store.cached() is None
+    assert store.read().file["defaults"]["askFallback"] == "full"
+    assert store.cached() is not None
+    store.path.chmod(0o644)
+    assert store.cached() is None and not store.read().usable
+    assert store.cached() is not None and not store.cached().usable  # still the same bad file
+    store.path.unlink()
+    assert store.cached() is None and not store.read().exists
+
+
+def test_a_read_swapped_for_a_symlink_is_not_reused(store: ApprovalsStore, settled, tmp_path: Path) -> None:
+    store.ensure()
+    store.read()
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes(store.path.read_bytes())
+    target.chmod(0o600)
+    store.path.unlink()
+    store.path.symlink_to(target)
+    assert store.cached() is None and "symbolic link" in (store.read().problem or "")
+
+
+def test_a_file_read_in_the_same_second_it_changed_is_read_again(store: ApprovalsStore) -> None:
+    # File times are coarse: a change later in the same tick would leave them as they were.
+    store.ensure()
+    store.read()
+    assert store.cached() is None
+
+
 def test_set_is_compare_and_swap_on_the_hash(store: ApprovalsStore) -> None:
     first = store.ensure()
     doc = {"version": 1, "agents": {"main": {"allowlist": [{"pattern": "/usr/bin/uname"}]}}}
