@@ -7,7 +7,6 @@ import json
 import sys
 from typing import Callable
 
-from ..agent.status import public_url
 from ..identity import IDENTITY_FILE, read_record
 from .options import config_from_args
 
@@ -30,7 +29,7 @@ def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from ..agent.status import read_status, to_json
+    from ..agent.status import public_url, read_status, to_json
     from ..config import for_reading
 
     config = for_reading(config_from_args(args))
