@@ -9,6 +9,10 @@ document set through ``exec.approvals.node.set`` (``allowlist`` / ``on-miss``, `
 ``/usr/bin/true``), so ``true`` is allowlisted on both and nobody is asked. An operator socket
 calls, interleaved, ``node.invoke system.run {command: ["true"]}`` on ours, the same on the peer,
 and ``device.info`` on ours, ``--calls`` times each after ``--warmup``. Reported p50/p90/p99/max.
+Interleaved with them, the gateway's own floor: an in-process node whose ``system.run`` answers
+at once without running anything, asked ``system.run`` and ``device.info`` alike; the difference
+of those two is what the gateway alone adds to a ``system.run`` (its parameter and approval
+checks), which no node can take off.
 
 Part 2, leaks: an in-process agent (same wiring as ``node-agent run``), 100 ``system.run`` calls
 in flight at once (``sleep 0.2``), then the process's open fds and live Trio tasks are compared
@@ -47,9 +51,22 @@ async def ready(op: Any, node_id: str, command: str, params: dict[str, Any]) -> 
     raise RuntimeError(f"{command} on {node_id[:12]} never succeeded: {last}")
 
 
+def instant_registry() -> Any:
+    """device.info as ever, and a system.run that answers ``true``'s result without running it."""
+    from node_agent.agent.commands import builtin_registry
+
+    async def instant_run(params: Any, ctx: Any) -> dict[str, Any]:
+        return {"exitCode": 0, "timedOut": False, "success": True, "stdout": "", "stderr": "", "error": None}
+
+    registry = builtin_registry()
+    registry.register("system.run", instant_run, cap="system")
+    return registry
+
+
 async def part1(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
+    from tests.interop.helpers import approve_surface, build_agent, start_agent
     from tests.support.operator import Operator
 
     with C.workdir("bench-exec-") as work:
@@ -71,15 +88,22 @@ async def part1(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
                     await ready(op, node_id, "system.which", {"bins": ["true"]})
                     await set_policy(op, node_id)
                     await ready(op, node_id, "system.run", run)
+                floor = build_agent(gw, gw.token, work / "floor", registry=instant_registry(),
+                                    display_name="bench-exec-floor")
+                running = await start_agent(nursery, floor)
+                await running.wait_connected(60)
+                await approve_surface(op, running, 60)
+                floor_id = floor.identity.device_id
+                await ready(op, floor_id, "system.run", run)
+                calls = (("ours_run", ours_id, "system.run", run), ("peer_run", peer_id, "system.run", run),
+                         ("ours_info", ours_id, "device.info", {}), ("floor_run", floor_id, "system.run", run),
+                         ("floor_info", floor_id, "device.info", {}))
                 for _ in range(args.warmup):
-                    await op.invoke(ours_id, "system.run", run, timeout_ms=10000)
-                    await op.invoke(peer_id, "system.run", run, timeout_ms=10000)
-                    await op.invoke(ours_id, "device.info", {}, timeout_ms=10000)
-                lat: dict[str, list[float]] = {"ours_run": [], "peer_run": [], "ours_info": []}
+                    for _key, node_id, command, params in calls:
+                        await op.invoke(node_id, command, params, timeout_ms=10000)
+                lat: dict[str, list[float]] = {key: [] for key, *_ in calls}
                 for _ in range(args.calls):
-                    for key, node_id, command, params in (("ours_run", ours_id, "system.run", run),
-                                                          ("peer_run", peer_id, "system.run", run),
-                                                          ("ours_info", ours_id, "device.info", {})):
+                    for key, node_id, command, params in calls:
                         t0 = time.perf_counter()
                         res = await op.invoke(node_id, command, params, timeout_ms=10000)
                         lat[key].append((time.perf_counter() - t0) * 1000)
@@ -97,7 +121,14 @@ async def part1(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
         [label, f"{out[key]['p50_ms']:.2f}", f"{out[key]['p90_ms']:.2f}", f"{out[key]['p99_ms']:.2f}",
          f"{out[key]['max_ms']:.2f}"]
         for key, label in (("ours_run", "node-agent system.run"), ("peer_run", "openclaw node run system.run"),
-                           ("ours_info", "node-agent device.info"))])
+                           ("ours_info", "node-agent device.info"),
+                           ("floor_run", "floor node system.run (answers at once)"),
+                           ("floor_info", "floor node device.info"))])
+    gateway_s = out["floor_run"]["p50_ms"] - out["floor_info"]["p50_ms"]
+    ours_s = out["ours_run"]["p50_ms"] - out["ours_info"]["p50_ms"]
+    print(f"\nsystem.run minus device.info at p50: node-agent {ours_s:+.2f} ms, of which the gateway alone "
+          f"(floor node) {gateway_s:+.2f} ms; node-agent's own part {ours_s - gateway_s:+.2f} ms")
+    out["gap_p50_ms"] = {"ours": ours_s, "gateway_floor": gateway_s, "node_side": ours_s - gateway_s}
     return out
 
 
