@@ -78,6 +78,7 @@ run() {  # run NAME ARGS...: figures to $out/NAME.txt (then the terminal), JSON 
 
 # shellcheck disable=SC2086
 run import_cost $imp
+run cli_start
 # shellcheck disable=SC2086
 run throughput $tp
 # shellcheck disable=SC2086
