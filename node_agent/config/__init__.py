@@ -87,6 +87,7 @@ class Config:
     config_file: Path | None = None
     secret_backend: str = "auto"
     secret_timeout: float = 3.0
+    #: Least time between two presence heartbeats; each goes out on the gateway's next tick.
     heartbeat_interval: float = 60.0
     #: Ping after this long without a frame from the gateway. Longer than OpenClaw's 30 s tick, so a
     #: healthy link is never pinged (its ticks prove it alive) and a dead one is found at ~45 s,

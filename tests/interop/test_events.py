@@ -41,7 +41,7 @@ async def test_each_event_the_agent_sends_is_handled(real_gateway: RealGateway, 
             running = await start_agent(nursery, agent)
             await pair_on_release(operator, running, release)
             if release.applies_surface_at_connect:
-                await running.wait_connected(30, after=1)  # 2026.3.31: the one reconnect at the next heartbeat
+                await running.wait_connected(65, after=1)  # 2026.3.31: the one reconnect at the next heartbeat (and tick)
             conn = agent.conn
             hello = conn.session.hello
 
@@ -75,7 +75,7 @@ async def test_each_event_the_agent_sends_is_handled(real_gateway: RealGateway, 
                 print(f"\nopenclaw {release}: the transcript started a run (gateway log); no chat event for a run "
                       "that fails before it starts, so the subscription is unproven on this release")
 
-            await trio.sleep(4)  # a heartbeat's worth of the agent's own sends
+            await trio.sleep(34)  # a heartbeat's worth of the agent's own sends: 3 s, then the next 30 s tick
             assert agent.status.current.refused_events == (), agent.status.current.refused_events
             await running.stop()
 

@@ -32,8 +32,10 @@ async def test_approved_commands_answer_without_restarting_the_agent(real_gatewa
                                                                      operator: Operator, tmp_path):
     # 2026.3.31 never applies an approval to a connected node ("the node did not declare any
     # supported commands" for as long as it stays connected): the agent reconnects once, at its
-    # next heartbeat, to pick it up. Every other release applies it live (or has no such stage).
+    # next heartbeat (which rides the gateway's next 30 s tick), to pick it up. Every other release
+    # applies it live (or has no such stage).
     heartbeat = 5.0
+    wait = heartbeat + 30 + 20  # the heartbeat, the gateway's next tick, the reconnect and approval
     agent = build_agent(real_gateway, real_gateway.token, tmp_path, heartbeat_interval=heartbeat)
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
@@ -41,8 +43,8 @@ async def test_approved_commands_answer_without_restarting_the_agent(real_gatewa
             await pair_on_release(operator, running, real_gateway.release)
             approved_at = trio.current_time()
             while not await invoke_ok(operator, running.device_id):
-                assert trio.current_time() - approved_at < heartbeat + 20, (
-                    f"device.info still refused {heartbeat + 20:g} s after approval: {running.describe()}")
+                assert trio.current_time() - approved_at < wait, (
+                    f"device.info still refused {wait:g} s after approval: {running.describe()}")
                 await trio.sleep(0.5)
             assert agent.connections <= 2  # at most the one pick-up reconnect
             await running.stop()
