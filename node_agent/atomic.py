@@ -10,8 +10,9 @@ Invariants:
 * The temp file lives next to the target (``os.replace`` is only atomic within one file
   system) and is created ``O_EXCL`` with the final mode, so the bytes are never readable by
   anyone else, not even for the moment between create and chmod.
-* The target is only touched by ``os.replace``, after the data is fsynced; until then the old
-  file is intact. A failure before the rename removes our temp file; a crash leaves it behind,
+* The target is only touched by ``os.replace``, after the data is fsynced (unless the caller
+  says the file need not survive a power cut: ``durable=False``); until then the old file is
+  intact. A failure before the rename removes our temp file; a crash leaves it behind,
   and :func:`remove_stale_temps` (run at the start of every write) sweeps it up.
 * A temp file is named after the process that made it (``.<name>.<pid>.<random>.tmp``) and the
   sweep removes only those of processes that no longer exist: two processes writing next to each
@@ -61,8 +62,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write(target: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``target`` with ``data``, final permission ``mode`` (set at creation)."""
+def atomic_write(target: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``target`` with ``data``, final permission ``mode`` (set at creation).
+
+    ``durable=False`` skips both fsyncs: readers still see the old bytes or the new, but a power
+    cut may bring back the old file. For a file that only describes the running process (the
+    status file, rewritten on every change), where an fsync per change is milliseconds of
+    latency, and wear on an SD card, for nothing."""
     remove_stale_temps(target)
     temp = target.parent / f"{_temp_prefix(target)}{os.getpid()}.{os.urandom(6).hex()}{_TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -75,7 +81,8 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o600) -> None:
             while view:  # os.write may write less than asked (signals, pipes, quotas)
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, target)
@@ -83,7 +90,8 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_dir(target.parent)
+    if durable:
+        _fsync_dir(target.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

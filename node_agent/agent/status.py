@@ -15,7 +15,7 @@ Invariants:
 * An update that changes nothing writes nothing and wakes nobody.
 * The file is written by :meth:`StatusBoard.run`, a task that writes the latest state once per
   burst of changes, in a worker thread (a slow disk never stalls the event loop), atomically
-  (:func:`node_agent.atomic.atomic_write`, so a reader never sees half a file). Without that task
+  (:func:`node_agent.atomic.atomic_write`, so a reader never sees half a file), not fsynced. Without that task
   running nothing reaches the disk until :meth:`StatusBoard.close`, which writes synchronously:
   the process is ending.
 * Writing is best effort: a full disk must never stop the agent, so a failed write is logged once
@@ -446,7 +446,9 @@ class StatusBoard:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             data = json.dumps(to_json(snapshot), indent=2, sort_keys=True) + "\n"
-            atomic_write(self._path, data.encode("utf-8"), 0o644)
+            # Not fsynced: it describes this process, which a power cut ends too (read_status
+            # checks the pid), and it is rewritten on every change.
+            atomic_write(self._path, data.encode("utf-8"), 0o644, durable=False)
             self._written = snapshot
             self._write_failed = False
         except OSError as exc:

@@ -95,8 +95,9 @@ def entry(argv: Sequence[str] | None = None) -> None:
     """The console script (``node-agent``) and ``python -m node_agent``: :func:`main`, then exit.
 
     After ``run`` or ``pair`` returns, the close frame has been sent and answered, the secret
-    and status files are complete on disk (written with fsync and an atomic rename before they
-    are reported saved) and the agent's tasks are gone. What is left is interpreter teardown:
+    files are on disk (written with fsync and an atomic rename before they are reported saved),
+    the status file is complete (atomically renamed; not fsynced, it describes this process)
+    and the agent's tasks are gone. What is left is interpreter teardown:
     freeing every module and object one by one, which for a daemon is ~0.2 s of CPU between
     SIGTERM and exit that nothing needs. So the streams and log handlers are flushed and the
     process ends with ``os._exit``. Other commands exit normally (``main`` is also what tests
