@@ -15,9 +15,10 @@ Invariants:
 * An update that changes nothing writes nothing and wakes nobody.
 * The file is written by :meth:`StatusBoard.run`, a task that writes the latest state once per
   burst of changes, in a worker thread (a slow disk never stalls the event loop), atomically
-  (:func:`node_agent.atomic.atomic_write`, so a reader never sees half a file), not fsynced. Without that task
-  running nothing reaches the disk until :meth:`StatusBoard.close`, which writes synchronously:
-  the process is ending.
+  (:func:`node_agent.atomic.atomic_write`, so a reader never sees half a file) and without an
+  fsync (it describes this process, which a power cut ends too). Without that task running
+  nothing reaches the disk until :meth:`StatusBoard.close`, which writes synchronously: the
+  process is ending.
 * Writing is best effort: a full disk must never stop the agent, so a failed write is logged once
   and retried on the next change.
 * One write at a time: :meth:`StatusBoard.close` writes from the Trio thread while the writer's
