@@ -21,14 +21,11 @@ at import time: ``node-agent identity`` and ``status`` read ``identity.json`` an
 from __future__ import annotations
 
 import base64
-import hashlib
+import dataclasses
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from .errors import IdentityError
 from .secret import Secret
@@ -55,6 +52,8 @@ class DeviceIdentity:
     __slots__ = ("_key", "_public_raw", "device_id", "public_key")
 
     def __init__(self, key: "Ed25519PrivateKey"):
+        import hashlib
+
         from cryptography.hazmat.primitives import serialization
 
         self._key = key
@@ -99,7 +98,7 @@ class DeviceIdentity:
         return f"DeviceIdentity(device_id={self.device_id[:12]}…)"
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class IdentityRecord:
     """The public, non-secret half of the identity (``identity.json``)."""
 
@@ -155,6 +154,8 @@ def ephemeral(*, platform: str, device_family: str) -> tuple[DeviceIdentity, Ide
 
 
 def _new_record(identity: DeviceIdentity, platform: str, device_family: str) -> IdentityRecord:
+    import uuid  # with platform and friends: not for the commands that only read the record
+
     return IdentityRecord(device_id=identity.device_id, public_key=identity.public_key, instance_id=str(uuid.uuid4()),
                           platform=platform, device_family=device_family, created_at_ms=int(time.time() * 1000))
 

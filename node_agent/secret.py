@@ -6,8 +6,6 @@ which is easy to grep for. Equality compares in constant time so a token check l
 
 from __future__ import annotations
 
-import hmac
-
 
 class Secret:
     __slots__ = ("_value",)
@@ -32,6 +30,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # on first comparison: every command imports this module, few compare
+
         return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:

@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from typing import Any, Callable
 
 
@@ -115,6 +114,8 @@ def _allow(store: Any, args: argparse.Namespace) -> int:
         except UnsupportedPattern as exc:
             print(f"node-agent: --arg-pattern: {exc}", file=sys.stderr)
             return 2
+    import uuid  # here, not at the top: `status` imports this module for its policy report
+
     now = int(time.time() * 1000)
     snap = store.update(lambda doc: add_allowlist_entries(doc, args.agent, [(args.pattern, args.arg_pattern)],
                                                           source=None, now_ms=now,

@@ -24,12 +24,11 @@ that stopped answering), even though the gateway approved the device.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import signal
 from typing import TYPE_CHECKING, Any, Callable
-
-import attrs
 
 from .options import config_from_args
 
@@ -251,7 +250,7 @@ async def _start(config: Config, status, pair_mode: bool):
                   link=link, exec_ext=exec_ext, tools=tools)
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class _Parts:
     """What :func:`_start` built; the extensions are None where the configuration (or ``pair``)
     leaves them out."""

@@ -101,7 +101,7 @@ NEGATIVE_VOICES = ("en-us", "en", "en-gb")
 
 
 def _test(args: argparse.Namespace) -> int:
-    import attrs
+    import dataclasses
     import trio
 
     from ..errors import ConfigError
@@ -116,7 +116,7 @@ def _test(args: argparse.Namespace) -> int:
         command = tuple(shlex.split(args.stt_command))
         if not command:
             raise ConfigError("--stt-command is empty")
-        settings = attrs.evolve(settings, stt_command=command)
+        settings = dataclasses.replace(settings, stt_command=command)
     engine = args.stt or ("command" if args.stt_command else settings.stt_engine)
     if engine == "command" and not settings.stt_command:
         raise ConfigError("--stt command needs --stt-command (or [voice] stt_command)")
@@ -127,7 +127,7 @@ def _test(args: argparse.Namespace) -> int:
         raise ConfigError("--threshold must be in (0, 1]")
     # Before anything else: a missing extra is the answer, not "no model for ..." later.
     require_voice_extra()
-    settings = attrs.evolve(settings, threshold=threshold,
+    settings = dataclasses.replace(settings, threshold=threshold,
                             custom_model_dir=args.custom_model_dir or settings.custom_model_dir,
                             keyword_spotting=settings.keyword_spotting or args.keyword_spotting)
     report = trio.run(_run_test, Path(args.wav).expanduser(), args.triggers or list(settings.local_triggers),

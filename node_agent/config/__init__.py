@@ -27,20 +27,19 @@ Each section other than the flat ones above is a typed settings class of its own
 this package (``[voice]``: :mod:`.voice`; ``[exec]``: :mod:`.exec`; ``[mcp]``: :mod:`.mcp`), validated as strictly.
 
 Import rule: this package imports only ``errors`` and ``secret`` (no Trio, no voice, no
-transport): every command, ``node-agent identity`` included, loads it.
+transport): every command, ``node-agent identity`` included, loads it. For the same reason its
+settings are stdlib dataclasses, not attrs classes like the rest of the code: importing attrs
+alone is ~25 ms of the 100 ms a read-only command may take (``bench/cli_start.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-import socket
-import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
-
-import attrs
 
 from ..errors import ConfigError
 from ..secret import Secret
@@ -68,20 +67,20 @@ _RANGES = {
 }
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     gateway_url: str = DEFAULT_GATEWAY_URL
     gateway_url_source: str = "default"  # "default" | "file" | "env" | "flag" | "setup-code"
-    shared_token: Secret | None = attrs.field(default=None, repr=False)
-    password: Secret | None = attrs.field(default=None, repr=False)
+    shared_token: Secret | None = dataclasses.field(default=None, repr=False)
+    password: Secret | None = dataclasses.field(default=None, repr=False)
     token_file: Path | None = None
     protocol: str = "openclaw"
     allow_insecure_ws: bool = False
     tls_ca_file: str | None = None
     tls_fingerprint: str | None = None
-    display_name: str = attrs.field(factory=socket.gethostname)
+    display_name: str = dataclasses.field(default_factory=lambda: _hostname())
     adapter: str | None = None
-    state_dir: Path = attrs.field(factory=lambda: default_state_dir())
+    state_dir: Path = dataclasses.field(default_factory=lambda: default_state_dir())
     #: "default" | "file" | "env" | "flag" | "system-service" (see :func:`for_reading`).
     state_dir_source: str = "default"
     config_file: Path | None = None
@@ -95,9 +94,15 @@ class Config:
     ping_interval: float = 35.0
     ping_timeout: float = 10.0
     log_level: str = "info"
-    voice: VoiceSettings = attrs.field(factory=VoiceSettings)
-    exec: ExecSettings = attrs.field(factory=ExecSettings)
-    mcp: McpSettings = attrs.field(factory=McpSettings)
+    voice: VoiceSettings = dataclasses.field(default_factory=VoiceSettings)
+    exec: ExecSettings = dataclasses.field(default_factory=ExecSettings)
+    mcp: McpSettings = dataclasses.field(default_factory=McpSettings)
+
+
+def _hostname() -> str:
+    import socket  # only when no display name is configured
+
+    return socket.gethostname()
 
 
 def default_state_dir() -> Path:
@@ -128,7 +133,7 @@ def for_reading(config: Config, *, euid: int | None = None, system_dir: Path = S
         return config
     if _used(config.state_dir) or not _used(system_dir):
         return config
-    return attrs.evolve(config, state_dir=system_dir, state_dir_source="system-service")
+    return dataclasses.replace(config, state_dir=system_dir, state_dir_source="system-service")
 
 
 def _used(directory: Path) -> bool:
@@ -210,6 +215,8 @@ def _shown(name: str) -> str:
 
 def read_toml(path: Path) -> tuple[dict[str, Any], VoiceSettings | None]:
     """Return (settings, voice settings) from a TOML file; raise ConfigError naming the file."""
+    import tomllib  # only where a file exists: most runs of a read-only command have none
+
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except FileNotFoundError:

@@ -11,9 +11,8 @@ the exec room, so loading a config imports nothing of it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-
-import attrs
 
 from ..errors import ConfigError
 
@@ -21,7 +20,7 @@ from ..errors import ConfigError
 ENABLED_BY_DEFAULT = frozenset({"linux", "macos", "windows"})
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ExecSettings:
     #: None: the adapter decides (:data:`ENABLED_BY_DEFAULT`).
     enabled: bool | None = None
@@ -34,7 +33,7 @@ class ExecSettings:
     @classmethod
     def from_table(cls, table: dict[str, Any], *, where: str | None = None) -> "ExecSettings":
         prefix = f"{where}: " if where else ""
-        known = {a.name for a in attrs.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(table) - known
         if unknown:
             raise ConfigError(f"{prefix}unknown key exec.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")

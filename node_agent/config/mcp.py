@@ -23,11 +23,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
-
-import attrs
 
 from ..errors import ConfigError
 
@@ -42,19 +41,23 @@ def _env_repr(env: Mapping[str, str]) -> str:
     return "{" + ", ".join(f"{k!r}: '***'" for k in env) + "}"
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class McpServerSettings:
     """One ``[[mcp.servers]]`` entry. ``env`` values never show in ``repr`` (API keys live there)."""
 
     name: str
     command: tuple[str, ...]
-    env: Mapping[str, str] = attrs.field(factory=dict, repr=_env_repr)
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cwd: str | None = None
     enabled: bool = True
     timeout: float = DEFAULT_TIMEOUT
 
+    def __repr__(self) -> str:
+        return (f"McpServerSettings(name={self.name!r}, command={self.command!r}, env={_env_repr(self.env)}, "
+                f"cwd={self.cwd!r}, enabled={self.enabled!r}, timeout={self.timeout!r})")
 
-@attrs.frozen(kw_only=True)
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class GpioLineSettings:
     name: str
     chip: str
@@ -64,14 +67,14 @@ class GpioLineSettings:
     bias: str = "as-is"
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class BuiltinToolsSettings:
     enabled: bool = False
     timeout: float = 10.0
     gpio: tuple[GpioLineSettings, ...] = ()
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class McpSettings:
     servers: tuple[McpServerSettings, ...] = ()
     builtin: BuiltinToolsSettings = BuiltinToolsSettings()

@@ -6,10 +6,9 @@ command does, ``node-agent identity`` included) must not import the voice room o
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urlsplit
-
-import attrs
 
 from ..errors import ConfigError
 
@@ -17,7 +16,7 @@ _MODES = ("disabled", "push-to-talk", "voice-wake", "always-on")
 _STT = ("pocketsphinx", "command", "none")
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class VoiceSettings:
     """The ``[voice]`` table of the config file (strict: unknown keys are errors)."""
 
@@ -46,7 +45,7 @@ class VoiceSettings:
     #: loudspeaker, demos, tests) -- the counterpart of ``wav`` for the microphone.
     reply_wav_dir: str | None = None
     #: Phrase -> "micro" or "openwakeword", for a phrase both engines ship.
-    wake_engines: dict[str, str] = attrs.field(factory=dict)
+    wake_engines: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Experimental: pocketsphinx keyword spotting for triggers no model covers.
     keyword_spotting: bool = False
     keyword_threshold: float = 1e-20
@@ -81,7 +80,7 @@ class VoiceSettings:
 
     @classmethod
     def _from_table(cls, table: dict[str, Any]) -> "VoiceSettings":
-        known = {a.name for a in attrs.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(table) - known
         if unknown:
             raise ConfigError(f"unknown key voice.{sorted(unknown)[0]} (known: {', '.join(sorted(known))})")

@@ -10,7 +10,6 @@ SIGTERM, which is what ``launchctl bootout`` sends.
 
 from __future__ import annotations
 
-import plistlib
 from pathlib import PurePosixPath
 
 from .spec import ServiceSpec
@@ -48,4 +47,6 @@ def plist_dict(spec: ServiceSpec) -> dict:
 
 def render_plist(spec: ServiceSpec) -> bytes:
     """The plist file's bytes (XML plist, UTF-8)."""
+    import plistlib  # with the XML parser: only for a launchd agent, not every `service` command
+
     return plistlib.dumps(plist_dict(spec), fmt=plistlib.FMT_XML, sort_keys=True)

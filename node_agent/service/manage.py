@@ -27,14 +27,12 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
-
-import attrs
 
 from ..atomic import atomic_write as _atomic_write
 from ..childenv import without_secrets
@@ -52,7 +50,7 @@ class ServiceError(LocalError):
     retry = Retry.FATAL
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class CommandResult:
     returncode: int
     stdout: str = ""
@@ -68,6 +66,8 @@ def run_command(argv: Sequence[str]) -> CommandResult:
     """The real :data:`Runner`: ``subprocess.run`` without a shell, output captured, and the
     caller's environment without its secrets (``service install --token-from-env`` is run with the
     gateway token in the environment; systemctl has no use for it)."""
+    import subprocess  # `service print` runs nothing
+
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, check=False,
                               env=without_secrets(os.environ))
@@ -163,7 +163,7 @@ def _owner(path: Path) -> int:
 # --- the manager ------------------------------------------------------------------------------
 
 
-@attrs.define(kw_only=True)
+@dataclasses.dataclass(kw_only=True, slots=True)
 class ServiceManager:
     """The service on this host, for one platform and scope. Build it with :meth:`from_environ`."""
 

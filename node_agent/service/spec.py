@@ -17,9 +17,8 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-
-import attrs
 
 from ..errors import StateDirBusy
 
@@ -58,23 +57,12 @@ class Scope(enum.Enum):
     USER = "user"
 
 
-def _argv_converter(value) -> tuple[str, ...]:
-    return tuple(str(v) for v in value)
-
-
-def _check_argv(instance, attribute, value: tuple[str, ...]) -> None:
-    if not value:
-        raise ValueError("argv must name a program")
-    if any("\n" in a or "\0" in a for a in value):
-        raise ValueError("argv must not contain newlines or NUL bytes")
-
-
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ServiceSpec:
     """Everything a generator needs; see the module docstring for the invariants."""
 
     #: The command line, ``argv[0]`` absolute, e.g. ``("/opt/node-agent/venv/bin/node-agent", "run")``.
-    argv: tuple[str, ...] = attrs.field(converter=_argv_converter, validator=_check_argv)
+    argv: tuple[str, ...]
     scope: Scope = Scope.SYSTEM
     #: Voice needs the sound devices (and on a Pi the GPIO LED/button), so the systemd unit keeps
     #: ``/dev`` visible, joins ``audio``, and drops the W^X and scheduler restrictions that
@@ -92,7 +80,7 @@ class ServiceSpec:
     log_dir: str = SERVICE_NAME
     description: str = "OpenClaw node agent"
     #: systemd ``WatchdogSec=``; the agent pings every half of it from its Trio loop. 0 disables.
-    watchdog_sec: int = attrs.field(default=30, validator=attrs.validators.ge(0))
+    watchdog_sec: int = 30
     #: Account the service runs as: systemd ``User=`` (None: ``DynamicUser=yes``); Windows task
     #: principal ``DOMAIN\\user`` (None: whoever registers it). Ignored by launchd.
     account: str | None = None
@@ -101,3 +89,15 @@ class ServiceSpec:
     home: str | None = None
     name: str = SERVICE_NAME
     label: str = LAUNCHD_LABEL
+
+    def __post_init__(self) -> None:
+        # A unit file with an empty or multi-line ExecStart= would be rejected by the manager (or
+        # worse, read as two lines): refused here, where the caller can still say why.
+        argv = tuple(str(a) for a in self.argv)
+        if not argv:
+            raise ValueError("argv must name a program")
+        if any("\n" in a or "\0" in a for a in argv):
+            raise ValueError("argv must not contain newlines or NUL bytes")
+        if self.watchdog_sec < 0:
+            raise ValueError(f"watchdog_sec must be >= 0, got {self.watchdog_sec}")
+        object.__setattr__(self, "argv", argv)  # frozen: the one normalisation, at construction

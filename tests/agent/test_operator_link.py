@@ -121,9 +121,9 @@ def make_pair(gw: RoleGateway, tmp_path: Path, *, store: MemoryStore | None = No
 
     agent = make_agent(gw, tmp_path, store=store, status=status)
     if protocol != "openclaw":
-        import attrs
+        import dataclasses
 
-        agent.config = attrs.evolve(agent.config, protocol=protocol)
+        agent.config = dataclasses.replace(agent.config, protocol=protocol)
     link = OperatorLink(agent.config, store=store, identity=agent.identity, record=agent.record,
                         on_event=on_event or record, status=status, policy=ReconnectPolicy(rng=lambda: 0.5),
                         open_transport=gw.opener())

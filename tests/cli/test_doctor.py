@@ -247,7 +247,7 @@ async def test_keyring_that_hangs_is_reported_at_the_timeout(config_file, state_
     (state_dir / "secret-backend").write_text("keyring\n")
     config = load_config(config_file=config_file, env={},
                          flags={"state_dir": state_dir, "secret_backend": "auto"})
-    config = __import__("attrs").evolve(config, secret_timeout=0.2)
+    config = __import__("dataclasses").replace(config, secret_timeout=0.2)
     with trio.fail_after(2):
         check, store = await check_secret_store(config)
     assert store is None

@@ -5,6 +5,7 @@ at ``sys.modules`` afterwards, so an import that crept in anywhere along the way
   neither Trio nor ``cryptography``: they read JSON files, and paying ~0.3 s for a crypto library
   and an event loop to do that is a slow command;
 * the protocol core imports no Trio, no sockets, no agent;
+* ``identity`` and ``service print`` import no attrs either;
 * the configuration imports neither the voice room nor Trio.
 """
 
@@ -65,9 +66,23 @@ def test_read_only_commands_import_neither_trio_nor_cryptography(tmp_path, argv)
     assert heavy_in(modules) == []
 
 
+#: attrs and cattrs cost ~40 ms of import and class building: the configuration, the identity
+#: record and the service definition are stdlib dataclasses so that these two never pay it.
+#: (``status`` still does: the status model and the exec room's snapshot are attrs classes.)
+ATTRS = ("attr", "attrs", "cattr", "cattrs")
+
+
+@pytest.mark.parametrize("argv", [["identity", "--json"], ["service", "print", "--platform", "systemd"]])
+def test_identity_and_service_print_import_no_attrs(tmp_path, argv):
+    write_identity_and_status(tmp_path / "state")
+    code, modules = imported_by(argv, tmp_path / "state")
+    assert code == 0
+    assert sorted(m for m in modules if m.split(".")[0] in ATTRS) == []
+
+
 def test_version_alone_builds_no_parser_and_loads_no_configuration(tmp_path):
     # The parser imports every command module and, through their options, the configuration
-    # package (attrs and all): ~0.2 s for one line of output.
+    # package: three times the interpreter's own start for one line of output.
     code, modules = imported_by(["--version"], tmp_path)
     assert code == 0
     assert not [m for m in modules if m in ("attr", "attrs", "node_agent.config") or m.startswith("node_agent.cli.")]
