@@ -38,3 +38,35 @@ def test_a_durable_write_syncs_the_file_and_its_directory(tmp_path, monkeypatch)
     synced = _count_fsyncs(monkeypatch)
     atomic_write(tmp_path / "secrets.json", b"{}\n")
     assert len(synced) == 2 and (tmp_path / "secrets.json").read_bytes() == b"{}\n"
+
+
+async def test_a_burst_of_changes_is_one_write_a_second_the_first_at_once(autojump_clock, tmp_path, monkeypatch):
+    """500 commands in a row must not be 500 file writes: the writer writes the latest state at
+    most once per WRITE_INTERVAL_S, and the first change after a quiet interval at once."""
+    import trio
+
+    from node_agent.agent import status as status_module
+
+    writes: list[tuple[float, float | None]] = []
+    board = StatusBoard(tmp_path)
+    real_write = board._write_locked
+
+    def write(snapshot):
+        real_write(snapshot)
+        writes.append((trio.current_time(), snapshot.retry_in_seconds))
+
+    async def inline(fn, *args):  # the worker thread, inline: virtual time stays exact
+        return fn(*args)
+
+    monkeypatch.setattr(board, "_write_locked", write)
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    assert status_module.WRITE_INTERVAL_S == 1.0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(board.run)
+        for at, value in ((0.2, 1.0), (0.5, 2.0), (0.9, 3.0), (5.0, 4.0), (5.1, 5.0)):
+            await trio.sleep_until(at)
+            board.update(retry_in_seconds=value)
+        await trio.sleep_until(10.0)
+        nursery.cancel_scope.cancel()
+    assert writes == [(0.0, None), (1.0, 3.0), (5.0, 4.0), (6.0, 5.0)]
+    assert read_status(tmp_path).retry_in_seconds == 5.0
