@@ -315,7 +315,7 @@ def _voice_extension(config: Config, adapter, status):
         return None
     from ..voice.extension import VoiceExtension
 
-    return VoiceExtension(config.voice, adapter, status)
+    return VoiceExtension(config.voice, adapter, status, state_dir=config.state_dir)
 
 
 def _tools_extension(config: Config, adapter, status, audit):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from ..config.voice import VoiceSettings
@@ -45,18 +46,20 @@ def build_detector(s: VoiceSettings, *, threshold: float | None = None, custom_m
                         keyword_threshold=s.keyword_threshold)
 
 
-def _local_stt(kind: str, s: VoiceSettings) -> Any:
+def _local_stt(kind: str, s: VoiceSettings, state_dir: Path | None) -> Any:
     if kind == "pocketsphinx":
         from .stt_pocketsphinx import PocketsphinxSTT  # noqa: PLC0415
 
-        return PocketsphinxSTT()
+        return PocketsphinxSTT(dict_cache_dir=state_dir / "pocketsphinx" if state_dir is not None else None)
     from .stt import CommandSTT  # noqa: PLC0415
 
     return CommandSTT(s.stt_command)
 
 
-def build_stt(s: VoiceSettings, *, engine: str | None = None) -> Any:
-    """The configured speech to text (``engine`` overrides ``s.stt``); None for "none"."""
+def build_stt(s: VoiceSettings, *, engine: str | None = None, state_dir: Path | None = None) -> Any:
+    """The configured speech to text (``engine`` overrides ``s.stt``); None for "none".
+    ``state_dir``: where a local model may keep what it derives from its files once (pocketsphinx:
+    its cut dictionary)."""
     kind = engine or s.stt_engine
     if kind == "none":
         return None
@@ -67,9 +70,9 @@ def build_stt(s: VoiceSettings, *, engine: str | None = None) -> Any:
         if s.stt_fallback:
             from .stt import FallbackSTT  # noqa: PLC0415
 
-            return FallbackSTT(remote, _local_stt(s.stt_fallback, s))
+            return FallbackSTT(remote, _local_stt(s.stt_fallback, s, state_dir))
         return remote
-    return _local_stt(kind, s)
+    return _local_stt(kind, s, state_dir)
 
 
 async def preload(stt: Any) -> None:

@@ -32,6 +32,7 @@ this extension is the only part that knows about the gateway:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -78,8 +79,9 @@ ROUTING_EVENT = "voicewake.routing.changed"
 
 class VoiceExtension:
     def __init__(self, settings: VoiceSettings, adapter: PlatformAdapter, status: StatusBoard,
-                 pipeline: VoicePipeline | None = None):
+                 pipeline: VoicePipeline | None = None, state_dir: Path | None = None):
         self.settings = settings
+        self.state_dir = state_dir
         self.adapter = adapter
         self.status = status
         self.pipeline = pipeline or self._build_pipeline()
@@ -131,7 +133,7 @@ class VoiceExtension:
         s = self.settings
         source = WavFileSource(s.wav, realtime=True) if s.wav else PortAudioSource(device=s.device)
         return VoicePipeline(
-            source, on_transcript=self._on_transcript, mode=s.mode, stt=build_stt(s), detector=build_detector(s),
+            source, on_transcript=self._on_transcript, mode=s.mode, stt=build_stt(s, state_dir=self.state_dir), detector=build_detector(s),
             indicator=self.adapter.indicator, local_triggers=s.local_triggers, debug_dir=s.debug_dir)
 
     # -- the process-long part ----------------------------------------------------------------

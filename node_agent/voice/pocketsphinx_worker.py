@@ -13,13 +13,15 @@ pipes. It loads the model before answering the first ``describe`` (so the agent 
 ready), then handles one utterance at a time: ``transcribe`` / ``audio-start`` start it, each
 ``audio-chunk`` is decoded as it arrives, ``audio-stop`` answers ``transcript``. End of input
 ends the worker. Run as ``python -m node_agent.voice.pocketsphinx_worker`` with settings as JSON
-in argv[1] (``hmm``, ``lm``, ``dict``...).
+in argv[1] (``hmm``, ``lm``, ``dict``..., and ``pruned_dict_dir``: load the wheel's model with
+the dictionary cut to its language model's words, kept there -- :mod:`.pocketsphinx_dict`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -31,6 +33,16 @@ def main(argv: list[str]) -> int:
     from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
 
     config = json.loads(argv[1]) if len(argv) > 1 else {}
+    cache_dir = config.pop("pruned_dict_dir", None)
+    if cache_dir is not None:
+        from pocketsphinx import Config
+
+        from .pocketsphinx_dict import pruned_dictionary
+
+        defaults = Config()
+        config["dict"], how = pruned_dictionary(Path(cache_dir), defaults["dict"], defaults["lm"])
+        if how.startswith("full"):  # the agent's log: the worker's stderr is its own
+            print(f"pocketsphinx worker: the full dictionary ({how[6:]})", file=sys.stderr, flush=True)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     decoder = Decoder(loglevel="ERROR", **config)
     attribution = Attribution(name="CMU Sphinx", url="https://github.com/cmusphinx/pocketsphinx")
