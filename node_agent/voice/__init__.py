@@ -21,15 +21,36 @@ the ``voice`` extra).
 * :mod:`.pipeline` -- :class:`VoicePipeline`: modes, push-to-talk, streaming STT, status.
 """
 
-from .audio import AudioSource, BytesSource, PortAudioSource, WavFileSource, list_devices
-from .errors import AudioDeviceError, STTError, VoiceError, VoiceUnavailable
-from .pipeline import CaptureSettings, Mode, Phase, Transcript, VoicePipeline
-from .stt import CommandSTT, SpeechToText
-from .wake import WakeDetection, WakeDetector, normalize_phrase, resolve_triggers
+from __future__ import annotations
 
-__all__ = [
-    "AudioDeviceError", "AudioSource", "BytesSource", "CaptureSettings", "CommandSTT", "Mode", "Phase",
-    "PortAudioSource", "STTError", "SpeechToText", "Transcript", "VoiceError", "VoicePipeline",
-    "VoiceUnavailable", "WakeDetection", "WakeDetector", "WavFileSource", "list_devices", "normalize_phrase",
-    "resolve_triggers",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .audio import AudioSource, BytesSource, PortAudioSource, WavFileSource, list_devices
+    from .errors import AudioDeviceError, STTError, VoiceError, VoiceUnavailable
+    from .pipeline import CaptureSettings, Mode, Phase, Transcript, VoicePipeline
+    from .stt import CommandSTT, SpeechToText
+    from .wake import WakeDetection, WakeDetector, normalize_phrase, resolve_triggers
+
+#: The names this package exports, and the module of each. Imported on first use (PEP 562), not
+#: with the package: the pocketsphinx worker runs as ``-m node_agent.voice.pocketsphinx_worker``,
+#: and importing the pipeline (Trio, attrs and the rest) into it cost ~6 MiB of its memory.
+_EXPORTS = {
+    **dict.fromkeys(("AudioSource", "BytesSource", "PortAudioSource", "WavFileSource", "list_devices"), ".audio"),
+    **dict.fromkeys(("AudioDeviceError", "STTError", "VoiceError", "VoiceUnavailable"), ".errors"),
+    **dict.fromkeys(("CaptureSettings", "Mode", "Phase", "Transcript", "VoicePipeline"), ".pipeline"),
+    **dict.fromkeys(("CommandSTT", "SpeechToText"), ".stt"),
+    **dict.fromkeys(("WakeDetection", "WakeDetector", "normalize_phrase", "resolve_triggers"), ".wake"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -120,3 +120,18 @@ def test_the_exec_policy_command_stays_light(tmp_path: Path) -> None:
     assert code == 0
     assert heavy_in(modules) == []
     assert "node_agent.exec.service" not in modules
+
+
+def test_the_pocketsphinx_worker_imports_neither_trio_nor_the_pipeline():
+    """The worker is a process of its own whose memory counts against the voice node's: it runs
+    as ``-m node_agent.voice.pocketsphinx_worker``, and the voice package imports its exports
+    only when asked for them."""
+    code = ("import json, sys, node_agent.voice.pocketsphinx_worker; modules = sorted(sys.modules); "
+            "from node_agent.voice import WakeDetector, VoicePipeline; "
+            "print(json.dumps([modules, WakeDetector.__module__, VoicePipeline.__module__]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
+                         timeout=60)
+    modules, wake, pipeline = json.loads(out.stdout)
+    assert not [m for m in modules if m.split(".")[0] in ("trio", "attr", "attrs", "numpy")]
+    assert "node_agent.voice.pipeline" not in modules
+    assert (wake, pipeline) == ("node_agent.voice.wake", "node_agent.voice.pipeline")  # exports still resolve
