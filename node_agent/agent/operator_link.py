@@ -37,6 +37,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -185,7 +186,7 @@ class OperatorLink:
             return  # the node link's stop says it; the section keeps what the link last did
         if "pairing" not in fields and fields.get("state") is not LinkState.PAIRING:
             fields["pairing"] = None
-        self.status.update(operator_link=attrs.evolve(section, **fields))
+        self.status.update(operator_link=dataclasses.replace(section, **fields))
 
 
 

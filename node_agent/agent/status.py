@@ -33,17 +33,18 @@ the file through it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
 import os
 import threading
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
-
-import attrs
 
 log = logging.getLogger("node_agent.status")
 
@@ -88,7 +89,7 @@ class Surface(enum.Enum):
     UNCONFIRMED = "unconfirmed"
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class PairingStatus:
     """The pairing on show: a request id (OpenClaw) or a code to type in (documented dialect)."""
 
@@ -98,7 +99,7 @@ class PairingStatus:
     expires_at_ms: int | None = None
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class LinkStatus:
     state: LinkState
     role: str = "operator"
@@ -111,7 +112,7 @@ class LinkStatus:
     pairing: PairingStatus | None = None
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class VoiceStatus:
     """The voice pipeline (published by the voice extension). The ``last*`` records are the
     pipeline's own small dicts (time, trigger, score, text...)."""
@@ -134,7 +135,7 @@ class VoiceStatus:
     stt: str | None = None
     debug_dir: str | None = None
     #: Active trigger -> {engine: micro|openwakeword|keyword, model}.
-    wake_models: dict[str, Any] = attrs.field(factory=dict)
+    wake_models: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: The speech-to-text engine's own status (server info, fallbacks, worker restarts...).
     stt_status: dict[str, Any] | None = None
     speaking: bool = False
@@ -146,7 +147,7 @@ class VoiceStatus:
     replies: dict[str, Any] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ExecDenial:
     """One command this node refused to run (published by the exec room)."""
 
@@ -156,7 +157,7 @@ class ExecDenial:
     agent_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ExecStatus:
     """Running commands for the agent (the exec room): the policy in force and recent denials.
     ``problem`` is set while the approvals document is unusable (then every command is denied)."""
@@ -186,7 +187,7 @@ class McpServerState(enum.Enum):
     DISABLED = "disabled"
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class McpServerStatus:
     """One MCP server as ``status`` and ``tools list`` show it."""
 
@@ -200,7 +201,7 @@ class McpServerStatus:
     builtin: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class PublishedTool:
     """One descriptor in ``node.pluginTools.update``: its published name and where it runs."""
 
@@ -209,7 +210,7 @@ class PublishedTool:
     tool: str
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ToolsStatus:
     """The MCP tools room (published by the tools extension): its servers, the descriptors in
     the catalog, and the last ``node.pluginTools.update``."""
@@ -224,7 +225,7 @@ class ToolsStatus:
     sdk_loaded: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class EventRefusal:
     """A ``node.event`` the gateway answered ``handled: false`` (or refused): which, why, how often."""
 
@@ -234,7 +235,7 @@ class EventRefusal:
     last_at_ms: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class AgentStatus:
     pid: int | None = None
     started_at_ms: int | None = None
@@ -276,35 +277,26 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-_converter: Any = None
-
-
-def _conv() -> Any:
-    """The camelCase cattrs converter, built on first use (``status`` pays for cattrs only when it
-    reads a file)."""
-    global _converter
-    if _converter is None:
-        import cattrs
-        from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-
-        conv = cattrs.Converter(forbid_extra_keys=False)
-
-        def structure_fn(cls: type) -> Any:
-            return make_dict_structure_fn(cls, conv, **{a.name: override(rename=_camel(a.name))
-                                                        for a in attrs.fields(cls)})
-
-        def unstructure_fn(cls: type) -> Any:
-            return make_dict_unstructure_fn(cls, conv, **{a.name: override(rename=_camel(a.name))
-                                                          for a in attrs.fields(cls)})
-
-        conv.register_structure_hook_factory(attrs.has, structure_fn)
-        conv.register_unstructure_hook_factory(attrs.has, unstructure_fn)
-        _converter = conv
-    return _converter
+# The codec is the model's own fields (dataclasses.fields and their type hints), not a library:
+# ``node-agent status`` reads this file on every call, and attrs + cattrs alone were ~40 ms of
+# import and code generation in a command that should take 100 ms in all.
+_plans: dict[type, list[tuple[str, str, Callable[[Any], Any]]]] = {}
 
 
 def to_json(status: AgentStatus) -> dict[str, Any]:
-    return _conv().unstructure(status)
+    return _unstructure(status)
+
+
+def _unstructure(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {_camel(f.name): _unstructure(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_unstructure(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unstructure(v) for k, v in value.items()}
+    return value
 
 
 def from_json(data: Any) -> AgentStatus:
@@ -313,14 +305,53 @@ def from_json(data: Any) -> AgentStatus:
     if not isinstance(data, dict):
         raise ValueError("status file is not a JSON object")
     try:
-        return _conv().structure(data, AgentStatus)
-    except Exception as exc:  # cattrs raises exception groups and plain errors alike
-        raise ValueError(f"status file does not fit the status model ({type(exc).__name__})") from None
+        return _structure(AgentStatus, data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"status file does not fit the status model ({exc})") from None
 
 
 def section_from_json(cls: type[_T], data: dict[str, Any]) -> _T:
     """A status section (:class:`VoiceStatus`...) from its camelCase JSON shape."""
-    return _conv().structure(data, cls)
+    return _structure(cls, data)
+
+
+def _structure(cls: type[_T], data: Any) -> _T:
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} is not an object")
+    plan = _plans.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        plan = _plans[cls] = [(f.name, _camel(f.name), _converter(hints[f.name])) for f in dataclasses.fields(cls)]
+    return cls(**{name: convert(data[key]) for name, key, convert in plan if key in data})
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """How a JSON value becomes a field of type ``hint`` (the types this model uses), or a
+    TypeError/ValueError naming what does not fit."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return lambda value: value
+    if origin in (types.UnionType, typing.Union):  # X | None
+        inner = _converter(next(a for a in args if a is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin is tuple:
+        item = _converter(args[0])
+        return lambda value: tuple(item(v) for v in _of(value, list))
+    if origin is dict:
+        return lambda value: dict(_of(value, dict))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint  # ValueError for a state this agent does not know
+    if dataclasses.is_dataclass(hint):
+        return lambda value: _structure(hint, value)
+    if hint is float:
+        return lambda value: float(_of(value, (int, float)))
+    return lambda value: _of(value, hint)
+
+
+def _of(value: Any, kind: Any) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, (int, float))):
+        raise TypeError(f"{type(value).__name__} where {getattr(kind, '__name__', 'a number')} belongs")
+    return value
 
 
 def public_url(url: str | None) -> str | None:
@@ -370,10 +401,10 @@ class StatusBoard:
         without credentials."""
         if "gateway" in changes:
             changes["gateway"] = public_url(changes["gateway"])
-        new = attrs.evolve(self._status, **changes)
+        new = dataclasses.replace(self._status, **changes)
         if new == self._status:
             return
-        self._status = attrs.evolve(new, updated_at_ms=int(time.time() * 1000))
+        self._status = dataclasses.replace(new, updated_at_ms=int(time.time() * 1000))
         if self._dirty is not None:
             self._dirty.set()
         for event in self._changed:
@@ -391,7 +422,7 @@ class StatusBoard:
         refusals = list(self._status.refused_events)
         for i, seen in enumerate(refusals):
             if (seen.event, seen.reason) == (event, reason):
-                refusals[i] = attrs.evolve(seen, count=seen.count + 1, last_at_ms=now)
+                refusals[i] = dataclasses.replace(seen, count=seen.count + 1, last_at_ms=now)
                 self.update(refused_events=tuple(refusals))
                 return False
         self.update(refused_events=(*refusals, EventRefusal(event=event, reason=reason, last_at_ms=now)))
@@ -476,7 +507,7 @@ def read_status(state_dir: Path) -> AgentStatus | None:
     except (OSError, ValueError):
         return None
     if status.pid is not None and not _alive(status.pid):
-        status = attrs.evolve(status, state=LinkState.STOPPED, stale=True)
+        status = dataclasses.replace(status, state=LinkState.STOPPED, stale=True)
     return status
 
 

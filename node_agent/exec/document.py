@@ -32,13 +32,12 @@ hash, depend on content only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-import attrs
 
 SECURITY_VALUES = ("deny", "allowlist", "full")
 ASK_VALUES = ("off", "on-miss", "always")
@@ -55,7 +54,7 @@ class DocumentError(ValueError):
     """The document is not a valid approvals document; the message names where, never a value."""
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     security: str
     ask: str
@@ -77,7 +76,7 @@ UNCONFIGURED = Policy(security="allowlist", ask="on-miss", ask_fallback="deny", 
 FAIL_CLOSED = Policy(security="deny", ask="off", ask_fallback="deny", auto_allow_skills=False)
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class AllowlistEntry:
     pattern: str
     arg_pattern: str | None = None
@@ -89,7 +88,7 @@ class AllowlistEntry:
         return self.source == ALLOW_ALWAYS
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Resolved:
     """The policy one agent runs under, with the allowlist that applies to it (``*`` first)."""
 

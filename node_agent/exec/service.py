@@ -26,6 +26,7 @@ says why.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -184,7 +185,7 @@ class ExecService:
 
     def _resolve(self, snap: Snapshot, agent_id: str | None) -> Resolved:
         if not snap.usable:
-            return attrs.evolve(resolve(snap.file, agent_id, fallback=FAIL_CLOSED), policy=FAIL_CLOSED)
+            return dataclasses.replace(resolve(snap.file, agent_id, fallback=FAIL_CLOSED), policy=FAIL_CLOSED)
         return resolve(snap.file, agent_id)
 
     def _cwd(self, requested: str | None) -> str:

@@ -25,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -32,12 +33,9 @@ import os
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import attrs
 
 from ..atomic import atomic_write
 from ..errors import LocalError, Retry
@@ -69,7 +67,13 @@ class ApprovalsWriteError(LocalError):
     retry = Retry.TRANSIENT
 
 
-@attrs.frozen
+def _uuid4() -> str:
+    import uuid  # (with platform and friends) when an entry gets an id, not when `status` reads the policy
+
+    return str(uuid.uuid4())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
     path: Path
     exists: bool
@@ -84,7 +88,7 @@ class Snapshot:
 
 
 class ApprovalsStore:
-    def __init__(self, path: Path, *, new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    def __init__(self, path: Path, *, new_id: Callable[[], str] = lambda: _uuid4(),
                  uid: int | None = None) -> None:
         self.path = Path(path)
         self._new_id = new_id

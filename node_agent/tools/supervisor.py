@@ -27,6 +27,7 @@ both places (the call answers ``MCP_SERVER_UNAVAILABLE``; the loop restarts the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -120,7 +121,7 @@ class ServerSupervisor:
             try:
                 async with self.connector.open() as session:
                     tools = await session.list_tools()
-                return attrs.evolve(status, state=ServerState.READY, tools=tuple(t.name for t in tools))
+                return dataclasses.replace(status, state=ServerState.READY, tools=tuple(t.name for t in tools))
             except BaseException as exc:
                 if is_control(exc):
                     raise
@@ -128,7 +129,7 @@ class ServerSupervisor:
         if deadline.cancelled_caught:
             error = f"did not start within {self.timeout:g} s"
         lines = self.connector.diagnostics()
-        return attrs.evolve(status, state=ServerState.FAILING, last_error=f"{error}{self._stderr_hint()}",
+        return dataclasses.replace(status, state=ServerState.FAILING, last_error=f"{error}{self._stderr_hint()}",
                             stderr=lines[-1] if lines else None)
 
     async def _run_once(self) -> float | None:

@@ -70,3 +70,51 @@ async def test_a_burst_of_changes_is_one_write_a_second_the_first_at_once(autoju
         nursery.cancel_scope.cancel()
     assert writes == [(0.0, None), (1.0, 3.0), (5.0, 4.0), (6.0, 5.0)]
     assert read_status(tmp_path).retry_in_seconds == 5.0
+
+
+def _every_section():
+    from node_agent.agent.status import (AgentStatus, EventRefusal, ExecDenial, ExecStatus, LinkStatus,
+                                         McpServerState, McpServerStatus, PairingStatus, PublishedTool, Surface,
+                                         ToolsStatus, VoiceStatus)
+
+    return AgentStatus(
+        pid=41, started_at_ms=1, updated_at_ms=2, state=LinkState.CONNECTED, gateway="ws://127.0.0.1:18789",
+        device_id="ab" * 32, retry_in_seconds=1.5, pairing=PairingStatus(request_id="r-1", expires_at_ms=9),
+        surface=Surface.APPROVED, voice_wake_triggers=("okay nabu",),
+        voice=VoiceStatus(mode="voice-wake", phase="listening", active_triggers=("okay nabu",), wake_count=3,
+                          last_wake={"trigger": "okay nabu", "score": 0.97}, wake_models={"okay nabu": "micro"}),
+        operator_link=LinkStatus(state=LinkState.WAITING, scopes=("operator.read",), granted_scopes=None,
+                                 pairing=PairingStatus(code="123456")),
+        exec=ExecStatus(approvals_path="/s/exec-approvals.json", security="allowlist", ask="on-miss",
+                        ask_fallback="deny", runs=7,
+                        last_denials=(ExecDenial(at_ms=5, command="rm -rf /", reason="allowlist-miss"),)),
+        tools=ToolsStatus(servers=(McpServerStatus(name="time", state=McpServerState.READY, tools=("now",)),),
+                          published=(PublishedTool(name="time__now", server="time", tool="now"),), sent=1, kept=1),
+        refused_events=(EventRefusal(event="exec.finished", reason="unknown run", count=2),))
+
+
+def test_the_status_model_round_trips_through_its_camel_case_json(tmp_path):
+    import json
+
+    from node_agent.agent.status import from_json, to_json
+
+    status = _every_section()
+    data = json.loads(json.dumps(to_json(status)))
+    assert data["operatorLink"]["grantedScopes"] is None and data["exec"]["lastDenials"][0]["atMs"] == 5
+    assert data["tools"]["servers"][0]["state"] == "ready" and data["retryInSeconds"] == 1.5
+    assert from_json(data) == status
+
+
+def test_a_status_file_that_does_not_fit_is_refused_in_one_line_and_unknown_keys_are_ignored():
+    import pytest
+
+    from node_agent.agent.status import from_json, to_json
+
+    data = to_json(_every_section())
+    assert from_json({**data, "fromANewerAgent": {"x": 1}}) == _every_section()
+    assert from_json({"state": "connected", "retryInSeconds": 2}).retry_in_seconds == 2.0  # an int is a float
+    for bad in ({"state": "melting"}, {"pid": "41"}, {"pid": True}, {"voice": {"mode": "voice-wake"}},
+                {"exec": []}, {"refusedEvents": {"event": "x"}}, {"voiceWakeTriggers": "okay nabu"}):
+        with pytest.raises(ValueError, match="^status file does not fit the status model") as caught:
+            from_json(bad)
+        assert "\n" not in str(caught.value)
