@@ -34,18 +34,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--log-level", choices=LOG_LEVELS)
 
 
-#: Every command module: each adds its parsers with ``set_defaults(func=...)``. Importing them is
-#: cheap (argparse and constants); what a command needs is imported when it runs.
+#: Every command module: each adds its parsers with ``set_defaults(func=...)``. What a command
+#: needs is imported when it runs.
 _COMMANDS = ("run_cmd", "info_cmd", "service_cmd", "doctor_cmd", "voice_cmd", "exec_cmd", "tools_cmd")
+#: Which module adds each command (a test holds it to what the modules register): a command
+#: line that names one builds only that module's parsers, not all seven modules' imports and
+#: parsers for a command that reads one file.
+_MODULE_OF = {"run": "run_cmd", "pair": "run_cmd", "status": "info_cmd", "identity": "info_cmd",
+              "unpair": "info_cmd", "service": "service_cmd", "doctor": "doctor_cmd", "voice": "voice_cmd",
+              "exec": "exec_cmd", "tools": "tools_cmd"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` (a known command's name) only the parsers of the
+    module that adds it: the same arguments, help and errors for that command."""
     import importlib
 
     parser = argparse.ArgumentParser(prog="node-agent", description="A device-side node for OpenClaw gateways.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMANDS:
+    for name in (_MODULE_OF[command],) if command in _MODULE_OF else _COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub, _common)
     return parser
 
@@ -58,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(__version__)
         return 0
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
     if args.version:
         from .. import __version__
 

@@ -39,6 +39,41 @@ def test_identity_before_and_after(tmp_path):
     assert json.loads(result.stdout) == {"deviceId": identity.device_id, "publicKey": identity.public_key}
 
 
+def _commands_of(parser) -> dict[str, object]:
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_each_command_is_built_from_the_module_that_adds_it():
+    """``node-agent identity`` builds only ``info_cmd``'s parsers; the map that says so must match
+    what every module really registers, or a command would vanish from its own command line."""
+    import argparse
+    import importlib
+
+    from node_agent import cli
+
+    registered = {}
+    for module in cli._COMMANDS:
+        parser = argparse.ArgumentParser()
+        importlib.import_module(f"node_agent.cli.{module}").add_parser(parser.add_subparsers(), cli._common)
+        registered.update(dict.fromkeys(_commands_of(parser), module))
+    assert registered == cli._MODULE_OF
+    assert set(_commands_of(cli.build_parser())) == set(cli._MODULE_OF)
+    for command, module in cli._MODULE_OF.items():
+        own = _commands_of(cli.build_parser(command))
+        assert command in own and {registered[c] for c in own} == {module}
+    assert set(_commands_of(cli.build_parser("no-such-command"))) == set(cli._MODULE_OF)
+
+
+def test_an_unknown_command_is_told_the_whole_list():
+    result = run_cli("statsu")
+    assert result.returncode == 2 and "invalid choice: 'statsu'" in result.stderr
+    for command in ("run", "status", "identity", "service", "doctor", "voice", "exec", "tools"):
+        assert f"'{command}'" in result.stderr
+
+
 def test_status_of_a_node_that_never_ran(tmp_path):
     result = run_cli("status", "--json", "--state-dir", str(tmp_path))
     assert json.loads(result.stdout)["state"] == "never run"
