@@ -301,7 +301,7 @@ def _exec_lines(policy: dict[str, Any] | None, section: ExecStatus | None, width
     else:
         entries = sum(len(agent["allowlist"]) for agent in policy["agents"].values())
         lines = _field("exec", f"security={defaults['security']} ask={defaults['ask']} "
-                               f"askFallback={defaults['askFallback']}, {entries} allowlist entries "
+                               f"askFallback={defaults['askFallback']}, {entries} allowlist entr{'y' if entries == 1 else 'ies'} "
                                "(node-agent exec policy)", width)
     for denial in (section.last_denials if section is not None else ())[-3:]:
         lines += fit(f"  denied:  {denial.command} ({denial.reason})", width).split("\n")

@@ -196,6 +196,16 @@ def test_status_shows_a_gateway_url_without_its_password():
     assert "gateway:    wss://gw.lan:18789\n" in text and "hunter22" not in text
 
 
+@pytest.mark.parametrize(("entries", "said"), [(0, "0 allowlist entries"), (1, "1 allowlist entry"),
+                                               (2, "2 allowlist entries")])
+def test_the_exec_line_counts_allowlist_entries_in_words(entries, said):
+    policy = {"defaults": {"security": "allowlist", "ask": "on-miss", "askFallback": "deny"},
+              "agents": {"*": {"allowlist": [{"pattern": f"/usr/bin/p{i}"} for i in range(entries)]}}}
+    text = render_status(AgentStatus(state=LinkState.STOPPED), gateway=URL, device_id=DEVICE, now_ms=NOW,
+                         exec_policy=policy, width=120)
+    assert f"exec:       security=allowlist ask=on-miss askFallback=deny, {said} (node-agent exec policy)\n" in text
+
+
 # --- the doctor report ------------------------------------------------------------------------
 
 
