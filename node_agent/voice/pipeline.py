@@ -525,7 +525,10 @@ class VoicePipeline:
         if self.mode != Mode.VOICE_WAKE or self._muted:
             return
         reset, self._reset_detector = self._reset_detector, False
-        detections = await self._call(self._detect, chunk, reset)
+        if getattr(self.detector, "light", False):
+            detections = self._detect(chunk, reset)  # cheaper than the trip to a worker thread
+        else:
+            detections = await self._call(self._detect, chunk, reset)
         if detections and self._capture is None and self.mode == Mode.VOICE_WAKE and not self._muted:
             if self._speaking:
                 self.barge_ins += 1

@@ -330,6 +330,12 @@ class WakeDetector:
                 self._keyword_lookup = lambda phrase: None
         return self._keyword_lookup(phrase)
 
+    @property
+    def light(self) -> bool:
+        """Whether a chunk is cheap enough to process on the caller's (Trio) thread: every
+        active engine says so (:mod:`.wake_engines`)."""
+        return all(getattr(self._engines[name], "light", False) for name in self._tables)
+
     def process(self, chunk: bytes) -> list[WakeDetection]:
         """Feed 16 kHz int16 PCM (any length, typically 80 ms); returns what fired. Blocking."""
         self._audio_s += len(chunk) / (SAMPLE_WIDTH * SAMPLE_RATE)

@@ -425,3 +425,28 @@ async def test_a_button_drives_push_to_talk(autojump_clock):
         await ptt_button_loop(p, presses())
         nursery.cancel_scope.cancel()
     assert [(tr.source, tr.text) for _, tr in got] == [("ptt", "speech 1.04s of 1.04s")]
+
+
+@pytest.mark.parametrize("light", [True, False])
+async def test_a_light_wake_engine_runs_on_the_trio_thread_a_heavy_one_in_a_worker(light, autojump_clock):
+    """A worker-thread round trip per 80 ms chunk cost more than microWakeWord's inference (a
+    third of always listening's CPU): a detector whose engines are all light is called inline;
+    openWakeWord's 7-30 ms per chunk still goes to a worker thread, off the link's loop."""
+    import threading
+
+    class Recording(FakeDetector):
+        def __init__(self):
+            super().__init__()
+            self.light = light
+            self.threads: set[int] = set()
+
+        def process(self, chunk):
+            self.threads.add(threading.get_ident())
+            return super().process(chunk)
+
+    detector = Recording()
+    p, _, got = make(WAKE_THEN_COMMAND, detector=detector)
+    p._offload = True
+    await p.run()
+    assert detector.processed > 10 and len(got) == 1
+    assert (detector.threads == {threading.get_ident()}) is light

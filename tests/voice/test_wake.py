@@ -142,6 +142,18 @@ def test_a_missing_engine_makes_its_triggers_unsupported_not_fatal():
     assert det.set_triggers(["okay nabu"]) == ([], ["okay nabu"])
 
 
+def test_the_detector_is_light_only_while_every_active_engine_is():
+    """microWakeWord runs on the pipeline's Trio thread; one openWakeWord trigger sends every
+    chunk to a worker thread again."""
+    det = WakeDetector()
+    assert det.set_triggers(["okay nabu", "alexa"])[0] == ["okay nabu", "alexa"]
+    assert det.light
+    assert det.set_triggers(["okay nabu", "hey rhasspy"])[0] == ["okay nabu", "hey rhasspy"]
+    assert det.models["hey rhasspy"]["engine"] == "openwakeword" and not det.light
+    det.set_triggers(["alexa"])
+    assert det.light
+
+
 def test_missing_custom_folder_is_not_fatal(tmp_path):
     det = WakeDetector(custom_model_dir=tmp_path / "nope")
     assert det.set_triggers(["alexa", "openclaw"])[1] == ["openclaw"]
