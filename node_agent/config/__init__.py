@@ -100,7 +100,9 @@ class Config:
 
 
 def _hostname() -> str:
-    import socket  # only when no display name is configured
+    if hasattr(os, "uname"):  # the uname(2) nodename gethostname() returns, without importing socket
+        return os.uname().nodename
+    import socket
 
     return socket.gethostname()
 
