@@ -68,7 +68,7 @@ def test_doctor_and_status_show_the_policy_in_force(tmp_path: Path, capsys: pyte
         "approvalsPath": "x", "security": "allowlist", "ask": "on-miss", "askFallback": "deny",
         "lastDenials": [{"atMs": 1, "command": "rm -rf /", "reason": "approval-required"}]}}))
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(tmp_path))
-    assert "security=allowlist ask=on-miss askFallback=deny, 1 allowlist entries" in out
+    assert "security=allowlist ask=on-miss askFallback=deny, 1 allowlist entry" in out
     assert "denied:  rm -rf / (approval-required)" in out
 
 

@@ -127,8 +127,7 @@ async def test_wake_words_set_by_an_operator_change_the_models_and_unsupported_i
                                  after=mark)
             # The model chosen by the gateway's list is live: the WAV's "hey jarvis" wakes the node.
             await agent.wait_log(r"wake: 'hey jarvis' \(openwakeword model hey_jarvis, score", after=mark, timeout=30)
-            status = await trio.to_thread.run_sync(agent.status)
-            assert status["voiceWakeTriggers"] == ["hey jarvis", "computer"]
+            status = await agent.wait_status(lambda s: s.get("voiceWakeTriggers") == ["hey jarvis", "computer"])
             assert status["voice"]["activeTriggers"] == ["hey jarvis"]
             assert status["voice"]["unsupportedTriggers"] == ["computer"]
         finally:
@@ -194,9 +193,8 @@ async def test_talk_mode_reaches_the_node_through_its_operator_link(real_gateway
             await agent.wait_log(r"talk.mode off: voice mode disabled", after=mark)
             await operator.talk_mode(True, "listening")
             await agent.wait_log(r"talk.mode on \(phase listening\): voice mode voice-wake", after=mark)
-            status = await trio.to_thread.run_sync(agent.status)
-            assert status["voice"]["mode"] == "voice-wake"
-            assert status["operatorLink"]["state"] == "connected"
+            status = await agent.wait_status(lambda s: s["voice"]["mode"] == "voice-wake"
+                                             and s["operatorLink"]["state"] == "connected")
             assert status["state"] == "connected"  # the node link is untouched by the second socket
             nodes = (await operator.list_nodes())["nodes"]
             assert [n.get("connected") for n in nodes if n.get("nodeId") == device_id] == [True]

@@ -102,6 +102,21 @@ class AgentProcess:
                               str(self.state_dir)], capture_output=True, text=True, check=True, cwd=REPO)
         return json.loads(out.stdout)
 
+    async def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        """``status --json`` as a person runs it, until ``predicate`` holds: the daemon writes the
+        file at most once a second (``WRITE_INTERVAL_S``), so a change a log line just announced
+        may take that long to show. On timeout, says what it last showed."""
+        last: dict[str, Any] | None = None
+        try:
+            with trio.fail_after(timeout):
+                while True:
+                    last = await trio.to_thread.run_sync(self.status)
+                    if predicate(last):
+                        return last
+                    await trio.sleep(0.2)
+        except trio.TooSlowError:
+            raise AssertionError(f"status never matched in {timeout} s; last: {last}") from None
+
 
 def secrets_file(state_dir: Path) -> dict[str, str]:
     """The file secret store's contents (test-only peek)."""
