@@ -194,7 +194,8 @@ def _rss_once(tmp: Path, config: Path, label: str) -> None:
         while time.monotonic() < deadline and "transcript not delivered" not in log.read_text(errors="replace"):
             time.sleep(0.5)
         time.sleep(2)
-        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == agent.pid]
+        children = [int(p.name) for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and _ppid(int(p.name)) == agent.pid]
         agent_kib = _rss_kib(agent.pid)
         worker_kib = sum(_rss_kib(pid) for pid in children)
         print(f"{label}: agent RSS {agent_kib / 1024:.1f} MiB + pocketsphinx worker {worker_kib / 1024:.1f} MiB = "

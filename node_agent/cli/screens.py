@@ -300,8 +300,9 @@ def _exec_lines(policy: dict[str, Any] | None, section: ExecStatus | None, width
         lines = _field("exec", f"NOT IN FORCE, every command denied: {policy['problem']}", width)
     else:
         entries = sum(len(agent["allowlist"]) for agent in policy["agents"].values())
+        noun = "entry" if entries == 1 else "entries"
         lines = _field("exec", f"security={defaults['security']} ask={defaults['ask']} "
-                               f"askFallback={defaults['askFallback']}, {entries} allowlist entr{'y' if entries == 1 else 'ies'} "
+                               f"askFallback={defaults['askFallback']}, {entries} allowlist {noun} "
                                "(node-agent exec policy)", width)
     for denial in (section.last_denials if section is not None else ())[-3:]:
         lines += fit(f"  denied:  {denial.command} ({denial.reason})", width).split("\n")

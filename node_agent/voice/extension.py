@@ -133,7 +133,8 @@ class VoiceExtension:
         s = self.settings
         source = WavFileSource(s.wav, realtime=True) if s.wav else PortAudioSource(device=s.device)
         return VoicePipeline(
-            source, on_transcript=self._on_transcript, mode=s.mode, stt=build_stt(s, state_dir=self.state_dir), detector=build_detector(s),
+            source, on_transcript=self._on_transcript, mode=s.mode, stt=build_stt(s, state_dir=self.state_dir),
+            detector=build_detector(s),
             indicator=self.adapter.indicator, local_triggers=s.local_triggers, debug_dir=s.debug_dir)
 
     # -- the process-long part ----------------------------------------------------------------

@@ -14,8 +14,9 @@ left. :meth:`PocketsphinxSTT.load` starts the worker and waits for its model (~0
 desktop core, seconds on a Pi; ~108 MiB resident, most of it the language model) -- the daemon
 calls it at start-up, not at the first wake. Given a ``dict_cache_dir`` (the daemon: its state
 directory), the wheel's model loads with the dictionary cut to the language model's words
-(:mod:`.pocketsphinx_dict`: 13 MiB less, the same hypotheses); a custom model is left alone. One utterance at a time: a second waits for the
-first (the pipeline may capture the next command while the last is still being decoded). A
+(:mod:`.pocketsphinx_dict`: 13 MiB less, the same hypotheses); a custom model is left alone.
+One utterance at a time: a second waits for the first (the pipeline may capture the next
+command while the last is still being decoded). A
 worker that dies, hangs or talks nonsense is killed and started again for the next utterance;
 an utterance abandoned half-way is finished (and its text dropped) so the worker stays in step.
 
