@@ -88,7 +88,7 @@ class Snapshot:
 
 
 class ApprovalsStore:
-    def __init__(self, path: Path, *, new_id: Callable[[], str] = lambda: _uuid4(),
+    def __init__(self, path: Path, *, new_id: Callable[[], str] = _uuid4,
                  uid: int | None = None) -> None:
         self.path = Path(path)
         self._new_id = new_id

@@ -525,10 +525,7 @@ class VoicePipeline:
         if self.mode != Mode.VOICE_WAKE or self._muted:
             return
         reset, self._reset_detector = self._reset_detector, False
-        if getattr(self.detector, "light", False):
-            detections = self._detect(chunk, reset)  # cheaper than the trip to a worker thread
-        else:
-            detections = await self._call(self._detect, chunk, reset)
+        detections = await self._call(self._detect, chunk, reset, light=getattr(self.detector, "light", False))
         if detections and self._capture is None and self.mode == Mode.VOICE_WAKE and not self._muted:
             if self._speaking:
                 self.barge_ins += 1
@@ -765,8 +762,10 @@ class VoicePipeline:
         self._kick = trio.Event()
         await self._kick.wait()
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._offload:
+    async def _call(self, fn: Callable[..., Any], *args: Any, light: bool = False) -> Any:
+        """Blocking audio work, in a worker thread (``offload``) unless it is ``light``: cheaper
+        than the trip to the thread and back (microWakeWord's inference on a chunk)."""
+        if self._offload and not light:
             return await trio.to_thread.run_sync(fn, *args)
         return fn(*args)
 
