@@ -59,61 +59,64 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+    return _main(list(sys.argv[1:] if argv is None else argv))[0]
+
+
+def _main(words: list[str]) -> tuple[int, bool]:
+    """The command's exit status, and whether it asked to end the process at once
+    (``exit_at_once`` in its parser's defaults, see :func:`entry`)."""
+    if words == ["--version"]:
         # Answered before the parser is built: building it imports every command module (and
         # through their option lists the configuration package), ~0.2 s for one line.
         from .. import __version__
 
         print(__version__)
-        return 0
-    words = list(sys.argv[1:] if argv is None else argv)
+        return 0, True
     parser = build_parser(words[0] if words else None)
     args = parser.parse_args(words)
     if args.version:
         from .. import __version__
 
         print(__version__)
-        return 0
+        return 0, True
     if args.command is None:
         parser.print_help()
-        return 2
+        return 2, False
     from ..errors import NodeAgentError
     from ..logs import setup_logging
 
     # One logging setup (with the secret redactor) for every command; `run` re-levels it from
     # the configuration once that is loaded.
     setup_logging(getattr(args, "log_level", None) or os.environ.get("NODE_AGENT_LOG_LEVEL") or "info")
+    at_once = bool(getattr(args, "exit_at_once", False))
     try:
-        return args.func(args)
+        return args.func(args), at_once
     except NodeAgentError as exc:
         print(f"node-agent: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  to fix: {exc.hint}", file=sys.stderr)
         if exc.exit_status is not None:
-            return exc.exit_status
-        return 78 if exc.retry.value == "fatal" else 1
+            return exc.exit_status, at_once
+        return (78 if exc.retry.value == "fatal" else 1), at_once
     except KeyboardInterrupt:
-        return 130
-
-
-#: Commands that run the agent: when one of them returns, everything it had to do is done.
-_DAEMONS = ("run", "pair")
+        return 130, False
 
 
 def entry(argv: Sequence[str] | None = None) -> None:
     """The console script (``node-agent``) and ``python -m node_agent``: :func:`main`, then exit.
 
-    After ``run`` or ``pair`` returns, the close frame has been sent and answered, the secret
-    files are on disk (written with fsync and an atomic rename before they are reported saved),
-    the status file is complete (atomically renamed; not fsynced, it describes this process)
-    and the agent's tasks are gone. What is left is interpreter teardown:
-    freeing every module and object one by one, which for a daemon is ~0.2 s of CPU between
-    SIGTERM and exit that nothing needs. So the streams and log handlers are flushed and the
-    process ends with ``os._exit``. Other commands exit normally (``main`` is also what tests
-    and embedders call; it never exits by itself)."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    code = main(args)
-    if args and args[0] in _DAEMONS:
+    A command whose parser sets ``exit_at_once`` has nothing left to do when it returns: no
+    thread, no open file, no work for an ``atexit`` hook. When ``run`` or ``pair`` returns, the
+    close frame has been sent and answered, the secret files are on disk (written with fsync and
+    an atomic rename before they are reported saved), the status file is complete (atomically
+    renamed; not fsynced, it describes this process) and the agent's tasks are gone; ``status``,
+    ``identity`` and ``service print`` only read and print. What is left is interpreter teardown:
+    freeing every module and object one by one, which nothing needs: ~0.2 s of CPU between a
+    daemon's SIGTERM and its exit, ~4 ms of a ``status``. So the log handlers and streams are
+    flushed and the process ends with ``os._exit``. Other commands exit normally (``main`` is
+    also what tests and embedders call; it never exits by itself)."""
+    code, at_once = _main(sys.argv[1:] if argv is None else list(argv))
+    if at_once:
         import logging
 
         logging.shutdown()

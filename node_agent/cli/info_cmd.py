@@ -15,11 +15,11 @@ def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("status", help="what the agent is doing (connection, pairing, voice)")
     common(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=status)
+    p.set_defaults(func=status, exit_at_once=True)
     p = sub.add_parser("identity", help="this device's id and public key")
     common(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=identity)
+    p.set_defaults(func=identity, exit_at_once=True)
     p = sub.add_parser("unpair", help="forget the device token (and optionally the identity)")
     common(p)
     p.add_argument("--reset-identity", action="store_true",

@@ -42,12 +42,12 @@ if TYPE_CHECKING:
 def add_parser(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("run", help="run the agent (the daemon)")
     common(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_at_once=True)
     p = sub.add_parser("pair", help="pair this device with the gateway (foreground until approved)")
     common(p)
     p.add_argument("--setup-code", metavar="CODE", help="an OpenClaw setup code (openclaw qr) or oc-pair:// link")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (default: never)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_at_once=True)
 
 
 def run(args: argparse.Namespace) -> int:

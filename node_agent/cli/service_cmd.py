@@ -71,6 +71,7 @@ def add_parser(subparsers, common: Callable[[argparse.ArgumentParser], None] | N
     print_.add_argument("--platform", dest="service_platform",
                         choices=[p.value for p in Platform],
                         help="generate for this platform (default: the one we run on)")
+    print_.set_defaults(exit_at_once=True)  # it only prints (see node_agent.cli.entry)
     parser.set_defaults(func=run)
     return parser
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from decimal import Decimal
 from typing import Any
 
 __all__ = ["approvals_hash", "missing_hash", "stringify"]
@@ -59,6 +58,8 @@ def _number(value: float) -> str:
     if value == 0:
         return "0"
     sign = "-" if value < 0 else ""
+    from decimal import Decimal  # here: documents rarely hold a fraction, and `status` reads them
+
     # repr() gives the shortest digit string that round-trips, exactly what V8 chooses too;
     # only the placement of the decimal point and the exponent format differ.
     parts = Decimal(repr(abs(value))).normalize().as_tuple()

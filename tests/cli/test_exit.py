@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from node_agent.agent.status import LinkState, read_status
@@ -53,3 +54,47 @@ async def test_a_sigterm_leaves_status_secrets_and_the_last_log_line_complete(tm
     assert "device-key" in secrets and json.loads((state / "identity.json").read_text())["deviceId"]
     last = log_path.read_text().strip().splitlines()[-1]
     assert "node agent stopped (exit status 0)" in last  # the log was flushed before the fast exit
+
+
+#: The commands that end with ``os._exit`` (``exit_at_once`` in their parser's defaults): the two
+#: daemons, and the read-only commands a person runs often. Anything that writes, asks or runs
+#: a subprocess of its own exits through the interpreter as usual.
+AT_ONCE = {("run",), ("pair",), ("status",), ("identity",), ("service", "print")}
+
+
+@pytest.mark.parametrize("words", [["run"], ["pair"], ["status"], ["status", "--json"], ["identity"],
+                                   ["service", "print"], ["service", "install"], ["service", "status"],
+                                   ["unpair"], ["doctor"], ["exec", "policy"], ["exec", "allow", "/bin/true"],
+                                   ["voice", "test", "--wav", "x.wav"], ["tools", "list"]])
+def test_only_the_daemons_and_the_read_only_commands_skip_interpreter_teardown(words):
+    from node_agent.cli import build_parser
+
+    args = build_parser(words[0]).parse_args(words)
+    expected = tuple(w for w in words if not w.startswith("-"))[:2] in AT_ONCE or (words[0],) in AT_ONCE
+    assert getattr(args, "exit_at_once", False) is expected
+
+
+def test_a_read_only_command_ended_at_once_still_prints_everything_into_a_pipe(tmp_path, capsys, monkeypatch):
+    # status --json through the console entry (os._exit after the flush) prints what main()
+    # prints in process: the buffered stdout of a pipe reaches the reader whole.
+    from node_agent.cli import main
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "identity.json").write_text(json.dumps({
+        "version": 1, "deviceId": "cd" * 32, "publicKey": "pk", "instanceId": "i", "platform": "linux",
+        "deviceFamily": "Linux", "createdAtMs": 0}))
+    (state / "status.json").write_text(json.dumps({"state": "connected", "gateway": "ws://127.0.0.1:18789",
+                                                   "pid": None, "deviceId": "cd" * 32, "surface": "approved"}))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
+           "NODE_AGENT_STATE_DIR": str(state)}
+    out = subprocess.run([sys.executable, "-m", "node_agent", "status", "--json"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["status", "--json"]) == 0
+    assert out.stdout == capsys.readouterr().out
+    assert json.loads(out.stdout)["deviceId"] == "cd" * 32
